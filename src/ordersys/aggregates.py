@@ -1,0 +1,81 @@
+"""Aggregates whose events validate their payloads when they are created.
+
+``eventsourcing`` turns each decorated method's signature into an event
+dataclass. ordersys adds one thing: when an event is *created* (that is,
+while the command runs), every field is checked against its type annotation
+with pydantic in strict mode. A payload of the wrong type therefore fails the
+command that made it, instead of being stored and failing years later when
+the aggregate is replayed. Replay itself does not re-validate (the library
+rebuilds stored events without calling ``__init__``), so old events stay
+readable while their classes evolve through upcasting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from eventsourcing.domain import Aggregate as _Aggregate
+from eventsourcing.domain import AggregateCreated, event
+from pydantic import TypeAdapter, ValidationError
+
+from ordersys.errors import InvalidInput
+
+__all__ = ["Aggregate", "event"]
+
+_LIBRARY_FIELDS = frozenset({"originator_id", "originator_version", "timestamp"})
+
+
+_ADAPTERS: dict[type[Any], dict[str, TypeAdapter[Any]]] = {}
+
+
+def _field_adapters(event_class: type[Any]) -> dict[str, TypeAdapter[Any]]:
+    adapters = _ADAPTERS.get(event_class)
+    if adapters is None:
+        adapters = _ADAPTERS[event_class] = _build_adapters(event_class)
+    return adapters
+
+
+def _build_adapters(event_class: type[Any]) -> dict[str, TypeAdapter[Any]]:
+    try:
+        hints = typing.get_type_hints(event_class)
+    except NameError as e:
+        msg = (
+            f"cannot resolve the annotations of {event_class.__qualname__}: {e}; "
+            "event payload types must be importable from the aggregate's module"
+        )
+        raise TypeError(msg) from e
+    return {
+        field.name: TypeAdapter(hints[field.name])
+        for field in dataclasses.fields(event_class)
+        if field.name not in _LIBRARY_FIELDS and field.name in hints
+    }
+
+
+def validate_event_payload(domain_event: Any) -> None:
+    """Raise :class:`InvalidInput` naming each field whose value has the wrong type."""
+    problems = []
+    for name, adapter in _field_adapters(type(domain_event)).items():
+        try:
+            adapter.validate_python(getattr(domain_event, name), strict=True)
+        except ValidationError as e:
+            first = e.errors()[0]
+            problems.append({"field": name, "message": first["msg"]})
+    if problems:
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        raise InvalidInput(
+            f"invalid {type(domain_event).__qualname__}: {summary}", fields=problems
+        )
+
+
+class Aggregate(_Aggregate):
+    """Base class for ordersys aggregates (plain Python, no infrastructure)."""
+
+    class Event(_Aggregate.Event):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            validate_event_payload(self)
+
+    class Created(Event, AggregateCreated):
+        pass

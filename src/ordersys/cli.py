@@ -1,0 +1,51 @@
+"""The ``ordersys`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ordersys import __version__
+from ordersys.doctor import run_checks
+from ordersys.errors import OrdersysError
+from ordersys.settings import load_settings
+
+
+def doctor(_: argparse.Namespace) -> int:
+    """Print which infrastructure is reachable, with versions."""
+    settings = load_settings()
+    checks = run_checks(settings)
+    width = max(len(c.server) for c in checks)
+    for check in checks:
+        status = "ok  " if check.ok else "DOWN"
+        print(f"{status} {check.server:<{width}}  {check.address:<22} {check.detail}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ordersys", description="ordersys: event sourcing and order management"
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "doctor", help="check that PostgreSQL, RabbitMQ and Redis are reachable"
+    ).set_defaults(func=doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except OrdersysError as e:
+        print(f"ordersys: error: {e.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

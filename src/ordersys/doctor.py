@@ -1,0 +1,77 @@
+"""Checks that the configured PostgreSQL, RabbitMQ and Redis can be reached."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from kombu.connection import Connection
+
+from ordersys.errors import InfrastructureUnavailable
+from ordersys.persistence.database import connect
+from ordersys.settings import Settings
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of probing one server."""
+
+    server: str
+    address: str
+    ok: bool
+    detail: str
+
+
+def _redact(url: str) -> str:
+    """An address without its credentials."""
+    return url.split("://", 1)[-1].rsplit("@", 1)[-1]
+
+
+def postgres_version(settings: Settings) -> str:
+    with connect(settings, dbname="postgres") as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return f"PostgreSQL {row[0] if row else 'unknown'}"
+
+
+def rabbitmq_version(settings: Settings) -> str:
+    address = _redact(settings.rabbitmq_url)
+    try:
+        with Connection(settings.rabbitmq_url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+            properties = conn.connection.server_properties
+    except Exception as e:
+        raise InfrastructureUnavailable(
+            "RabbitMQ", address, str(e) or repr(e)
+        ) from None
+    product = properties.get("product", "RabbitMQ")
+    return f"{product} {properties.get('version', 'unknown')}"
+
+
+def redis_version(settings: Settings) -> str:
+    address = _redact(settings.redis_url)
+    try:
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
+        with client:
+            info = client.info("server")
+    except redis.RedisError as e:
+        raise InfrastructureUnavailable("Redis", address, str(e)) from None
+    return f"Redis {info.get('redis_version', 'unknown')}"
+
+
+PROBES: dict[str, tuple[Callable[[Settings], str], Callable[[Settings], str]]] = {
+    "PostgreSQL": (postgres_version, lambda s: s.postgres_address),
+    "RabbitMQ": (rabbitmq_version, lambda s: _redact(s.rabbitmq_url)),
+    "Redis": (redis_version, lambda s: _redact(s.redis_url)),
+}
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Probe every server; never raises for an unreachable one."""
+    checks = []
+    for server, (probe, address) in PROBES.items():
+        try:
+            checks.append(Check(server, address(settings), True, probe(settings)))
+        except InfrastructureUnavailable as e:
+            checks.append(Check(server, e.address, False, e.reason))
+    return checks

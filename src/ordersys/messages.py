@@ -1,0 +1,46 @@
+"""Typed message base classes: commands and queries are pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ordersys.errors import InvalidInput
+
+
+class Message(BaseModel):
+    """An immutable, validated message.
+
+    ``message_type`` is the stable name used on the wire (e.g. ``order.create``);
+    ``message_version`` lets a contract change without breaking old senders.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message_type: ClassVar[str] = ""
+    message_version: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "message_type" not in cls.__dict__:
+            cls.message_type = cls.__name__
+
+    @classmethod
+    def parse(cls, data: Any) -> Self:
+        """Validate ``data``; a bad payload raises :class:`InvalidInput`
+        naming each field that is wrong."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise invalid_input(cls.message_type, e) from None
+
+
+def invalid_input(what: str, error: ValidationError) -> InvalidInput:
+    """Turn a pydantic error into :class:`InvalidInput` with one entry per field."""
+    fields = [
+        {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+        for err in error.errors()
+    ]
+    summary = "; ".join(f"{f['field'] or '(body)'}: {f['message']}" for f in fields)
+    return InvalidInput(f"invalid {what}: {summary}", fields=fields)

@@ -1,0 +1,54 @@
+"""Middleware for the message buses: logging and timing."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ordersys.bus import Next
+from ordersys.errors import OrdersysError
+from ordersys.messages import Message
+
+logger = logging.getLogger("ordersys.bus")
+
+Observer = Callable[[str, float, str], None]
+"""``observer(message_type, seconds, outcome)``; outcome is ``ok`` or an error code."""
+
+
+def logging_middleware(message: Message, call_next: Next) -> Any:
+    """Log each message and its outcome; domain errors at INFO, others with a
+    traceback at ERROR (they are bugs or outages)."""
+    name = type(message).message_type
+    logger.debug("handling %s", name)
+    try:
+        result = call_next(message)
+    except OrdersysError as e:
+        logger.info("%s refused: %s (%s)", name, e.message, e.code)
+        raise
+    except Exception:
+        logger.exception("%s failed", name)
+        raise
+    logger.debug("handled %s", name)
+    return result
+
+
+def timing_middleware(observer: Observer) -> Callable[[Message, Next], Any]:
+    """Report each dispatch's duration and outcome to ``observer``."""
+
+    def middleware(message: Message, call_next: Next) -> Any:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return call_next(message)
+        except OrdersysError as e:
+            outcome = e.code
+            raise
+        except Exception:
+            outcome = "error"
+            raise
+        finally:
+            observer(type(message).message_type, time.perf_counter() - started, outcome)
+
+    return middleware

@@ -1,0 +1,1 @@
+"""Adapters that store events and read models."""

@@ -1,0 +1,78 @@
+"""Connecting to PostgreSQL, and creating the database and schemas ordersys uses."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ordersys.errors import InfrastructureUnavailable
+from ordersys.settings import Settings
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def schema_name(name: str) -> str:
+    """The schema for a service or application named ``name`` (lower snake case)."""
+    schema = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("-", "_")
+    if not _IDENTIFIER.match(schema):
+        msg = f"{name!r} does not make a valid PostgreSQL schema name"
+        raise ValueError(msg)
+    return schema
+
+
+def connect(
+    settings: Settings, dbname: str | None = None, **kwargs: Any
+) -> psycopg.Connection[Any]:
+    """Open a connection, or raise :class:`InfrastructureUnavailable` naming the
+    server and its address."""
+    try:
+        return psycopg.connect(
+            host=settings.postgres_host,
+            port=settings.postgres_port,
+            user=settings.postgres_user,
+            password=settings.postgres_password.get_secret_value(),
+            dbname=dbname or settings.postgres_dbname,
+            connect_timeout=settings.postgres_connect_timeout,
+            **kwargs,
+        )
+    except psycopg.OperationalError as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+        raise InfrastructureUnavailable(
+            "PostgreSQL", settings.postgres_address, reason
+        ) from None
+
+
+def ensure_database(settings: Settings) -> None:
+    """Create the configured database if it does not exist yet."""
+    try:
+        connect(settings).close()
+        return
+    except InfrastructureUnavailable as e:
+        if "does not exist" not in e.reason:
+            raise
+    with (
+        connect(settings, dbname="postgres", autocommit=True) as conn,
+        contextlib.suppress(psycopg.errors.DuplicateDatabase),
+    ):
+        conn.execute(
+            sql.SQL("CREATE DATABASE {}").format(
+                sql.Identifier(settings.postgres_dbname)
+            )
+        )
+
+
+def ensure_schema(settings: Settings, schema: str) -> None:
+    """Create the database and ``schema`` in it if they do not exist yet."""
+    ensure_database(settings)
+    # A concurrent creator may win the race between the check and the insert.
+    with (
+        connect(settings, autocommit=True) as conn,
+        contextlib.suppress(psycopg.errors.UniqueViolation),
+    ):
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+        )

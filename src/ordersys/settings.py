@@ -1,0 +1,82 @@
+"""One settings model for every address and tunable, read from ``ORDERSYS_*``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ordersys.errors import InvalidInput
+
+ENV_PREFIX = "ORDERSYS_"
+
+
+class Settings(BaseSettings):
+    """Everything ordersys needs to know about its surroundings.
+
+    Each field is read from the environment variable ``ORDERSYS_<FIELD>``,
+    e.g. ``ORDERSYS_POSTGRES_HOST``. Use :func:`load_settings` to get errors
+    that name the variable.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True
+    )
+
+    persistence: Literal["postgres", "sqlite", "memory"] = Field(
+        "postgres",
+        description="Where events live: PostgreSQL, or SQLite/in-memory for "
+        "the embedded mode.",
+    )
+    event_store: Literal["ordersys", "stock"] = Field(
+        "ordersys",
+        description="PostgreSQL recorder: ordersys' own, or the eventsourcing "
+        "library's stock recorder.",
+    )
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = Field(5432, ge=1, le=65535)
+    postgres_user: str = "postgres"
+    postgres_password: SecretStr = SecretStr("")
+    postgres_dbname: str = Field("ordersys", min_length=1)
+    postgres_schema: str = Field(
+        "", description="Schema for events; empty means one named after the app."
+    )
+    postgres_pool_size: int = Field(5, ge=1)
+    postgres_max_overflow: int = Field(10, ge=0)
+    postgres_connect_timeout: int = Field(5, ge=1)
+    sqlite_path: str = Field(
+        ":memory:", description="SQLite file for the embedded mode."
+    )
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    rpc_timeout: float = Field(5.0, gt=0)
+    snapshot_intervals: dict[str, int] = Field(
+        default_factory=dict,
+        description='Snapshot every N events, per aggregate class name: {"Order": 50}.',
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def postgres_address(self) -> str:
+        return f"{self.postgres_host}:{self.postgres_port}"
+
+
+def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
+    """Read settings from the environment, naming the variable of a bad value.
+
+    ``overrides`` are field values that win over the environment (for tests
+    and for code that composes services).
+    """
+    try:
+        return Settings(**dict(overrides or {}))  # type: ignore[arg-type]
+    except ValidationError as e:
+        problems = []
+        for error in e.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            variable = ENV_PREFIX + field.split(".")[0].upper()
+            problems.append(f"{variable}: {error['msg']} (got {error['input']!r})")
+        raise InvalidInput(
+            "invalid settings: " + "; ".join(problems), problems=problems
+        ) from None
