@@ -13,7 +13,7 @@ from eventsourcing.utils import EnvType
 
 from ordersys.aggregates import Aggregate
 from ordersys.commands import Written
-from ordersys.errors import Conflict, NotFound
+from ordersys.errors import Conflict, InvalidInput, NotFound
 from ordersys.persistence.database import ensure_schema, schema_name
 from ordersys.settings import Settings, load_settings
 
@@ -90,7 +90,7 @@ class Application(_Application[UUID]):
                     f"ORDERSYS_SNAPSHOT_INTERVALS names {name!r}, which is not an "
                     f"aggregate type of {cls.name} (known: {known})"
                 )
-                raise ValueError(msg)
+                raise InvalidInput(msg)
             intervals[by_name[name]] = interval
         return {t: n for t, n in intervals.items() if n > 0}
 

@@ -1,0 +1,142 @@
+"""Command and query buses: one handler per message type, middleware around it."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from ordersys import (
+    Command,
+    CommandBus,
+    HandlerNotFound,
+    InvalidInput,
+    NotFound,
+    Query,
+    QueryBus,
+    logging_middleware,
+    timing_middleware,
+)
+from ordersys.bus import Next
+from ordersys.messages import Message
+
+
+class OpenAccount(Command):
+    message_type = "account.open"
+    owner: str
+
+
+class GetAccount(Query):
+    message_type = "account.get"
+    account_id: int
+
+
+def test_a_command_reaches_its_one_handler_and_returns_its_result() -> None:
+    bus = CommandBus()
+    bus.register(OpenAccount, lambda c: f"opened for {c.owner}")
+
+    assert bus.dispatch(OpenAccount(owner="ann")) == "opened for ann"
+    assert bus.message_types == {"account.open": OpenAccount}
+
+
+def test_a_second_handler_for_the_same_message_is_refused() -> None:
+    bus = CommandBus()
+    bus.register(OpenAccount, lambda c: None)
+
+    with pytest.raises(ValueError, match="already has a handler"):
+        bus.register(OpenAccount, lambda c: None)
+
+
+def test_a_query_cannot_be_registered_on_the_command_bus() -> None:
+    with pytest.raises(TypeError, match="not a Command"):
+        CommandBus().register(GetAccount, lambda q: None)  # type: ignore[arg-type]
+
+
+def test_a_message_without_a_handler_raises_handler_not_found() -> None:
+    with pytest.raises(HandlerNotFound, match=r"account\.get"):
+        QueryBus().dispatch(GetAccount(account_id=1))
+
+
+def test_the_decorator_registers_a_handler() -> None:
+    bus = QueryBus()
+
+    @bus.handles(GetAccount)
+    def get_account(query: GetAccount) -> dict[str, int]:
+        return {"id": query.account_id}
+
+    assert bus.dispatch(GetAccount(account_id=7)) == {"id": 7}
+
+
+def test_middleware_wraps_handlers_in_order_outermost_first() -> None:
+    calls: list[str] = []
+
+    def named(name: str):  # type: ignore[no-untyped-def]
+        def middleware(message: Message, call_next: Next) -> object:
+            calls.append(f"{name} before")
+            result = call_next(message)
+            calls.append(f"{name} after")
+            return result
+
+        return middleware
+
+    bus = CommandBus(middleware=[named("outer"), named("inner")])
+    bus.register(OpenAccount, lambda c: calls.append("handler"))
+
+    bus.dispatch(OpenAccount(owner="ann"))
+
+    assert calls == [
+        "outer before",
+        "inner before",
+        "handler",
+        "inner after",
+        "outer after",
+    ]
+
+
+def test_timing_middleware_reports_duration_and_outcome() -> None:
+    observed: list[tuple[str, str]] = []
+    bus = QueryBus(
+        middleware=[timing_middleware(lambda t, s, o: observed.append((t, o)))]
+    )
+
+    def missing(query: GetAccount) -> None:
+        raise NotFound(f"account {query.account_id} not found")
+
+    bus.register(GetAccount, missing)
+
+    with pytest.raises(NotFound):
+        bus.dispatch(GetAccount(account_id=3))
+    assert observed == [("account.get", "not_found")]
+
+
+def test_logging_middleware_logs_a_refusal_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = QueryBus(middleware=[logging_middleware])
+
+    def missing(query: GetAccount) -> None:
+        raise NotFound("no such account")
+
+    bus.register(GetAccount, missing)
+
+    with caplog.at_level(logging.INFO, logger="ordersys.bus"), pytest.raises(NotFound):
+        bus.dispatch(GetAccount(account_id=3))
+
+    assert "account.get refused: no such account (not_found)" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+def test_parse_names_every_bad_field() -> None:
+    with pytest.raises(InvalidInput) as raised:
+        GetAccount.parse({"account_id": "seven", "extra": 1})
+
+    fields = {f["field"] for f in raised.value.details["fields"]}
+    assert fields == {"account_id", "extra"}
+    assert "account.get" in raised.value.message
+
+
+def test_messages_are_immutable() -> None:
+    command = OpenAccount(owner="ann")
+
+    with pytest.raises(ValueError, match="frozen"):
+        command.owner = "bob"  # type: ignore[misc]
