@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+CODE := $(wildcard src tests examples bench)
 
 .PHONY: run test lint typecheck unit services bench clean
 
@@ -18,11 +19,10 @@ services:
 
 run: $(BIN)/ordersys services
 	$(BIN)/ordersys doctor
-	$(BIN)/python examples/inventory.py
 
 lint: $(BIN)/ordersys
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 
 typecheck: $(BIN)/ordersys
 	$(BIN)/mypy --strict src
