@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from ordersys import __version__
 from ordersys.doctor import run_checks
 from ordersys.errors import OrdersysError
+from ordersys.observability.logs import configure_logging
 from ordersys.settings import load_settings
 
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        configure_logging(load_settings().log_level)
         code: int = args.func(args)
     except OrdersysError as e:
         print(f"ordersys: error: {e.message}", file=sys.stderr)

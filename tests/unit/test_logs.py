@@ -1,0 +1,56 @@
+"""Structured logs carry the bound context on every line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from ordersys.observability.logs import configure_logging, log_context
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers, root.level = handlers, level
+
+
+def test_a_json_line_holds_the_message_and_the_bound_context(
+    restore_logging: None,
+) -> None:
+    out = io.StringIO()
+    configure_logging("INFO", json_lines=True, stream=out)
+
+    with log_context(service="orders", correlation_id="c-1"):
+        with log_context(order_id="o-9"):
+            logging.getLogger("ordersys.test").info("order %s placed", "o-9")
+        logging.getLogger("ordersys.test").warning("outside the order")
+
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["message"] == "order o-9 placed"
+    assert (first["service"], first["correlation_id"], first["order_id"]) == (
+        "orders",
+        "c-1",
+        "o-9",
+    )
+    assert first["level"] == "INFO"
+    assert "order_id" not in second
+
+
+def test_a_console_line_is_readable(restore_logging: None) -> None:
+    out = io.StringIO()
+    configure_logging("DEBUG", json_lines=False, stream=out)
+
+    with log_context(service="catalog"):
+        logging.getLogger("ordersys.test").debug("stock added")
+
+    assert (
+        out.getvalue()
+        .rstrip()
+        .endswith("ordersys.test: stock added  [service=catalog]")
+    )
