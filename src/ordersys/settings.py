@@ -57,6 +57,16 @@ class Settings(BaseSettings):
         description='Snapshot every N events, per aggregate class name: {"Order": 50}.',
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    projection_batch_size: int = Field(
+        500, ge=1, description="Events a projection applies per transaction."
+    )
+    projection_poll_interval: float = Field(
+        0.02, gt=0, description="Seconds a caught-up projection waits between polls."
+    )
+    cache_prefix: str = Field("ordersys", description="Prefix of read-model keys.")
+    cache_ttl: int = Field(
+        3600, ge=1, description="Seconds a cached read-model document lives."
+    )
 
     @property
     def postgres_address(self) -> str:

@@ -1,0 +1,148 @@
+"""The read-model store contract: every adapter (memory, PostgreSQL) keeps
+documents, their tracking positions and their generations the same way."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import pytest
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from ordersys import InvalidInput, RequestTimeout
+from ordersys.readmodels import Change, Documents, ReadModelStore
+
+APP = "Shop"
+
+
+class ReadModelStoreContract(ABC):
+    @abstractmethod
+    def store(self) -> ReadModelStore:
+        """A store for a projection no other test uses."""
+
+    @pytest.fixture
+    def rm(self) -> ReadModelStore:
+        return self.store()
+
+    def put(self, rm: ReadModelStore, position: int, *changes: Change) -> None:
+        rm.view(rm.live_generation()).apply(changes, Tracking(APP, position))
+
+    def test_a_new_store_is_empty_at_generation_one(self, rm: ReadModelStore) -> None:
+        assert rm.live_generation() == 1
+        assert rm.get("orders", "o1") is None
+        assert rm.find("orders") == []
+        assert rm.view(1).max_tracking_id(APP) is None
+
+    def test_applied_changes_and_their_position_are_stored_together(
+        self, rm: ReadModelStore
+    ) -> None:
+        self.put(rm, 3, Change("orders", "o1", {"status": "placed", "total": 120}))
+
+        stored = rm.get("orders", "o1")
+        assert stored is not None
+        assert (stored.doc, stored.position) == ({"status": "placed", "total": 120}, 3)
+        assert rm.view(1).max_tracking_id(APP) == 3
+
+    def test_a_position_already_applied_is_refused_and_changes_nothing(
+        self, rm: ReadModelStore
+    ) -> None:
+        self.put(rm, 5, Change("orders", "o1", {"status": "placed"}))
+
+        with pytest.raises(IntegrityError):
+            self.put(rm, 5, Change("orders", "o1", {"status": "twice"}))
+        with pytest.raises(IntegrityError):
+            self.put(rm, 4, Change("orders", "o2", {"status": "older"}))
+
+        stored = rm.get("orders", "o1")
+        assert stored is not None
+        assert stored.doc == {"status": "placed"}
+        assert rm.get("orders", "o2") is None
+
+    def test_a_delete_removes_the_document(self, rm: ReadModelStore) -> None:
+        self.put(rm, 1, Change("orders", "o1", {"status": "placed"}))
+        self.put(rm, 2, Change("orders", "o1", None))
+
+        assert rm.get("orders", "o1") is None
+        assert rm.count("orders") == 0
+
+    def test_find_filters_orders_and_pages(self, rm: ReadModelStore) -> None:
+        self.put(
+            rm,
+            1,
+            Change("orders", "a", {"customer": "ann", "total": 30, "n": 1}),
+            Change("orders", "b", {"customer": "bob", "total": 10, "n": 2}),
+            Change("orders", "c", {"customer": "ann", "total": 20, "n": 3}),
+            Change("orders", "d", {"customer": "ann", "n": 4}),
+            Change("users", "a", {"customer": "ann"}),
+        )
+
+        anns = rm.find("orders", {"customer": "ann"}, order_by="total")
+        assert [d["n"] for d in anns] == [3, 1, 4]
+        newest = rm.find("orders", order_by="total", descending=True, limit=2)
+        assert [d["n"] for d in newest] == [1, 3]
+        page_two = rm.find("orders", {"customer": "ann"}, order_by="total", offset=2)
+        assert [d["n"] for d in page_two] == [4]
+        assert rm.count("orders", {"customer": "ann"}) == 3
+        assert rm.count("orders") == 4
+
+    def test_a_document_must_be_json(self, rm: ReadModelStore) -> None:
+        docs = Documents(rm.view(rm.live_generation()))
+
+        with pytest.raises(InvalidInput, match="JSON"):
+            docs.put("orders", "o1", {"when": object()})
+
+    def test_a_batch_reads_its_own_pending_writes(self, rm: ReadModelStore) -> None:
+        self.put(rm, 1, Change("counters", "c", {"n": 1}))
+        docs = Documents(rm.view(1))
+
+        current = docs.get("counters", "c")
+        assert current == {"n": 1}
+        docs.put("counters", "c", {"n": current["n"] + 1})
+        again = docs.get("counters", "c")
+        assert again == {"n": 2}
+        docs.delete("counters", "c")
+
+        assert docs.get("counters", "c") is None
+        assert docs.changes == [Change("counters", "c", None)]
+        stored = rm.get("counters", "c")
+        assert stored is not None
+        assert stored.doc == {"n": 1}
+
+    def test_a_new_generation_is_invisible_until_promoted(
+        self, rm: ReadModelStore
+    ) -> None:
+        self.put(rm, 1, Change("orders", "o1", {"v": "old"}))
+        generation = rm.new_generation()
+        rm.view(generation).apply(
+            [Change("orders", "o1", {"v": "new"})], Tracking(APP, 1)
+        )
+
+        before = rm.get("orders", "o1")
+        rm.promote(generation)
+        after = rm.get("orders", "o1")
+
+        assert generation == 2
+        assert before is not None
+        assert before.doc == {"v": "old"}
+        assert after is not None
+        assert after.doc == {"v": "new"}
+        assert rm.live_generation() == 2
+
+    def test_the_live_generation_cannot_be_dropped_an_old_one_can(
+        self, rm: ReadModelStore
+    ) -> None:
+        rm.promote(rm.new_generation())
+
+        with pytest.raises(ValueError, match="live"):
+            rm.drop(2)
+        rm.drop(1)
+
+        assert rm.new_generation() == 3
+
+    def test_waiting_for_a_position_returns_once_it_is_applied(
+        self, rm: ReadModelStore
+    ) -> None:
+        self.put(rm, 7, Change("orders", "o1", {}))
+
+        rm.view(1).wait_for(APP, 7, timeout=1)
+        with pytest.raises(RequestTimeout, match="position 8"):
+            rm.view(1).wait_for(APP, 8, timeout=0.05)
