@@ -1,0 +1,492 @@
+"""Process managers (sagas) with durable state, commands and deadlines.
+
+A saga is an aggregate: its state changes are events, so it survives any
+crash. A :class:`ProcessManager` is an ``eventsourcing`` event-sourced
+projection: it reacts to other applications' events by changing sagas, and
+records those changes together with the position of the event that caused
+them, atomically. Nothing is missed or handled twice after a restart.
+
+Sagas do not call other services. They record *commands to issue*
+(``CommandIssued`` events); the :class:`ProcessRunner` sends them through a
+:class:`CommandSender` and records the reply in the saga, again atomically with
+its position in the manager's own sequence. A crash between sending and
+recording resends the command with the same command id, so receivers must be
+idempotent (a natural key such as an order id does it).
+
+A saga can set a *deadline*: if it is still pending when it falls due, the
+runner fires it (``on_deadline``), whether or not any event ever arrives.
+Deadlines are saga events too, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Protocol, TypeVar, cast
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.projection import EventSourcedProjection
+from pydantic_core import to_jsonable_python
+
+from ordersys.aggregates import Aggregate, event
+from ordersys.application import Application
+from ordersys.commands import Command, CommandBus
+from ordersys.errors import (
+    Conflict,
+    HandlerNotFound,
+    InfrastructureUnavailable,
+    OrdersysError,
+    RequestTimeout,
+    error_from_dict,
+)
+
+logger = logging.getLogger("ordersys.processes")
+
+S = TypeVar("S", bound="Saga")
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def saga_id(saga_type: type[Saga], key: object) -> UUID:
+    """The id of the ``saga_type`` saga for ``key`` (e.g. an order id)."""
+    return uuid5(NAMESPACE_URL, f"ordersys:saga:{saga_type.__qualname__}:{key}")
+
+
+class Saga(Aggregate):
+    """The durable state of one process instance, identified by its ``key``
+    (what correlates it: an order id, say).
+
+    Subclasses add their own state and events, and override :meth:`on_reply`
+    and :meth:`on_deadline`; they do not override ``__init__`` (set up their
+    state in a later event instead). Those hooks, and the methods a process
+    manager calls, use :meth:`issue`, :meth:`set_deadline`,
+    :meth:`cancel_deadline`, :meth:`complete` and :meth:`fail`.
+    """
+
+    class CommandIssued(Aggregate.Event):
+        command_id: UUID
+        message_type: str
+        payload: dict[str, Any]
+
+    class ReplyReceived(Aggregate.Event):
+        command_id: UUID
+        result: Any
+        error: dict[str, Any] | None
+
+    class DeadlineSet(Aggregate.Event):
+        name: str
+        due: datetime
+
+    class DeadlineCancelled(Aggregate.Event):
+        name: str
+
+    class DeadlineFired(Aggregate.Event):
+        name: str
+
+    class Finished(Aggregate.Event):
+        status: str
+        reason: str
+
+    @classmethod
+    def create_id(cls, key: str) -> UUID:
+        return saga_id(cls, key)
+
+    @event("Started")
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.awaiting: dict[str, str] = {}
+        self.deadlines: dict[str, datetime] = {}
+        self.status = "running"
+        self.reason = ""
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status != "running"
+
+    def issue(self, command: Command) -> UUID:
+        """Record ``command`` to be sent; returns its command id."""
+        command_id = uuid5(self.id, f"command:{self.version + 1}")
+        self._command_issued(
+            command_id, command.message_type, command.model_dump(mode="json")
+        )
+        return command_id
+
+    # The payload is kept in the event, for the dispatcher; state needs only the type.
+    @event(CommandIssued)
+    def _command_issued(
+        self,
+        command_id: UUID,
+        message_type: str,
+        payload: dict[str, Any],  # noqa: ARG002
+    ) -> None:
+        self.awaiting[str(command_id)] = message_type
+
+    def receive_reply(
+        self, command_id: UUID, result: Any, error: dict[str, Any] | None
+    ) -> None:
+        """Record the reply to a command issued earlier, then react to it.
+        A reply to a command no longer awaited (a duplicate) changes nothing."""
+        message_type = self.awaiting.get(str(command_id))
+        if message_type is None:
+            return
+        self._reply_received(command_id, result, error)
+        typed_error = None if error is None else error_from_dict(error)
+        self.on_reply(message_type, result, typed_error)
+
+    # The reply is kept in the event, as history; state needs only the command id.
+    @event(ReplyReceived)
+    def _reply_received(
+        self,
+        command_id: UUID,
+        result: Any,  # noqa: ARG002
+        error: dict[str, Any] | None,  # noqa: ARG002
+    ) -> None:
+        self.awaiting.pop(str(command_id), None)
+
+    def set_deadline(self, name: str, due: datetime) -> None:
+        """Fire :meth:`on_deadline` with ``name`` at ``due`` unless cancelled first."""
+        self._deadline_set(name, due)
+
+    @event(DeadlineSet)
+    def _deadline_set(self, name: str, due: datetime) -> None:
+        self.deadlines[name] = due
+
+    def cancel_deadline(self, name: str) -> None:
+        if name in self.deadlines:
+            self._deadline_cancelled(name)
+
+    @event(DeadlineCancelled)
+    def _deadline_cancelled(self, name: str) -> None:
+        del self.deadlines[name]
+
+    def fire_deadline(self, name: str, now: datetime) -> bool:
+        """Fire ``name`` if it is pending and due; True if it fired."""
+        due = self.deadlines.get(name)
+        if due is None or due > now:
+            return False
+        self._deadline_fired(name)
+        self.on_deadline(name)
+        return True
+
+    @event(DeadlineFired)
+    def _deadline_fired(self, name: str) -> None:
+        del self.deadlines[name]
+
+    def complete(self) -> None:
+        """Finish successfully; pending deadlines are dropped."""
+        self._finished("completed", "")
+
+    def fail(self, reason: str) -> None:
+        """Finish unsuccessfully, saying why; pending deadlines are dropped."""
+        self._finished("failed", reason)
+
+    @event(Finished)
+    def _finished(self, status: str, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        self.deadlines.clear()
+
+    def on_reply(
+        self, message_type: str, result: Any, error: OrdersysError | None
+    ) -> None:
+        """React to the reply to a command of ``message_type`` (override)."""
+
+    def on_deadline(self, name: str) -> None:
+        """React to the deadline ``name`` falling due (override)."""
+
+
+class Parked(Aggregate):
+    """An upstream event a process manager could not handle, kept with the
+    reason so that one bad event never stops every other saga."""
+
+    @classmethod
+    def create_id(cls, application: str, position: int) -> UUID:
+        return uuid5(NAMESPACE_URL, f"ordersys:parked:{application}:{position}")
+
+    @event("Parked")
+    def __init__(self, application: str, position: int, error: str) -> None:
+        self.application = application
+        self.position = position
+        self.error = error
+
+
+class CommandSender(Protocol):
+    """Sends a command to whoever handles it and returns the reply's result,
+    or raises the handler's typed error. ``command_id`` is stable across
+    resends, for receivers that deduplicate."""
+
+    def send(
+        self, command_type: str, payload: dict[str, Any], command_id: UUID
+    ) -> Any: ...
+
+
+class BusSender:
+    """A :class:`CommandSender` that dispatches on an in-process command bus."""
+
+    def __init__(self, bus: CommandBus) -> None:
+        self.bus = bus
+
+    def send(
+        self,
+        command_type: str,
+        payload: dict[str, Any],
+        command_id: UUID,  # noqa: ARG002 (in-process handlers are called once)
+    ) -> Any:
+        command_class = self.bus.message_types.get(command_type)
+        if command_class is None:
+            raise HandlerNotFound(f"no handler for {command_type}")
+        return self.bus.dispatch(cast(Command, command_class.parse(payload)))
+
+
+TRANSIENT = (InfrastructureUnavailable, RequestTimeout, Conflict)
+"""Errors worth retrying: the receiver may answer differently next time."""
+
+
+class ProcessManager(Application, EventSourcedProjection[UUID]):
+    """An application of sagas that follows other applications' events.
+
+    Subclasses implement ``policy(domain_event, processing_event)``: load or
+    start sagas with :meth:`saga`, call their methods, and collect them with
+    ``processing_event.collect_events(saga)``.
+    """
+
+    def saga(self, saga_type: type[S], key: object) -> S | None:
+        """The ``saga_type`` saga for ``key``, or None if it was never started."""
+        try:
+            return self.get(saga_type, saga_id(saga_type, key))
+        except OrdersysError:
+            return None
+
+    def start_saga(self, saga_type: type[S], key: object) -> S:
+        """A new saga for ``key`` (its id is derived from the key)."""
+        return saga_type(key=str(key))
+
+    def record_reply(
+        self, notification: Notification, result: Any, error: dict[str, Any] | None
+    ) -> None:
+        """Record the reply to the command issued by ``notification``."""
+        issued = self.mapper.to_domain_event(notification)
+        assert isinstance(issued, Saga.CommandIssued)
+        saga: Saga = self.repository.get(issued.originator_id)
+        saga.receive_reply(issued.command_id, to_jsonable_python(result), error)
+        self._record_with(Tracking(self.name, notification.id), saga)
+
+    def park(self, tracking: Tracking, error: BaseException) -> None:
+        """Skip the upstream event at ``tracking``, recording why."""
+        parked = Parked(
+            application=tracking.application_name,
+            position=tracking.notification_id,
+            error=repr(error),
+        )
+        self._record_with(tracking, parked)
+
+    def _record_with(self, tracking: Tracking, *aggregates: Aggregate) -> None:
+        processing_event = ProcessingEvent[UUID](tracking=tracking)
+        processing_event.collect_events(*aggregates)
+        self._record(processing_event)
+
+    def parked(self) -> list[Parked]:
+        """Every upstream event this manager has parked."""
+        topic = f"{Parked.__module__}:{Parked.__qualname__}.Parked"
+        notifications = self.recorder.select_notifications(
+            start=None, limit=10_000, topics=[topic]
+        )
+        return [self.repository.get(UUID(str(n.originator_id))) for n in notifications]
+
+
+class ProcessRunner:
+    """Drives a :class:`ProcessManager`: follows its upstream applications,
+    sends the commands its sagas issue, and fires their due deadlines.
+
+    ``run_once()`` does one round of each and is what tests call; ``start()``
+    runs rounds in a thread. An upstream event that keeps failing is parked
+    after ``max_attempts``; a command that keeps failing transiently is replied
+    to the saga as a :class:`~ordersys.errors.RequestTimeout`.
+    """
+
+    def __init__(
+        self,
+        manager: ProcessManager,
+        upstream: Sequence[Application],
+        sender: CommandSender,
+        *,
+        clock: Clock = utc_now,
+        max_attempts: int = 5,
+        batch_size: int = 100,
+    ) -> None:
+        self.manager = manager
+        self.upstream = list(upstream)
+        self.sender = sender
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.batch_size = batch_size
+        self._deadlines: dict[tuple[UUID, str], datetime] = {}
+        self._indexed_position = 0
+        self._attempts: dict[tuple[str, int], int] = {}
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> int:
+        """One round: upstream events, commands, deadlines. Returns how much
+        work was done (0 when idle)."""
+        work = sum(self._follow(app) for app in self.upstream)
+        work += self._dispatch_commands()
+        return work + self._fire_due_deadlines()
+
+    def run_until_idle(self, max_rounds: int = 1000) -> None:
+        for _ in range(max_rounds):
+            if not self.run_once():
+                return
+
+    def _follow(self, app: Application) -> int:
+        position = self.manager.recorder.max_tracking_id(app.name) or 0
+        notifications = app.recorder.select_notifications(
+            start=position, limit=self.batch_size, inclusive_of_start=False
+        )
+        for notification in notifications:
+            tracking = Tracking(app.name, notification.id)
+            domain_event = app.mapper.to_domain_event(notification)
+            handle = partial(self.manager.process_event, domain_event, tracking)
+            if not self._attempt(tracking, handle):
+                break
+        return len(notifications)
+
+    def _attempt(self, tracking: Tracking, action: Callable[[], None]) -> bool:
+        """Run ``action``; after ``max_attempts`` failures park the event.
+        False if the action failed this time (the caller tries again later)."""
+        key = (tracking.application_name, tracking.notification_id)
+        try:
+            action()
+        except Exception as e:
+            attempts = self._attempts.get(key, 0) + 1
+            self._attempts[key] = attempts
+            if attempts < self.max_attempts:
+                logger.warning("%s at %s failed (attempt %s): %r", *key, attempts, e)
+                return False
+            logger.error("%s at %s parked after %s attempts: %r", *key, attempts, e)
+            self.manager.park(tracking, e)
+        self._attempts.pop(key, None)
+        return True
+
+    def _dispatch_commands(self) -> int:
+        manager = self.manager
+        position = manager.recorder.max_tracking_id(manager.name) or 0
+        notifications = manager.recorder.select_notifications(
+            start=position, limit=self.batch_size, inclusive_of_start=False
+        )
+        for notification in notifications:
+            tracking = Tracking(manager.name, notification.id)
+            if not self._attempt(tracking, partial(self._dispatch, notification)):
+                break
+        return len(notifications)
+
+    def _dispatch(self, notification: Notification) -> None:
+        manager = self.manager
+        domain_event = manager.mapper.to_domain_event(notification)
+        if not isinstance(domain_event, Saga.CommandIssued):
+            manager.recorder.insert_tracking(Tracking(manager.name, notification.id))
+            return
+        key = (manager.name, notification.id)
+        try:
+            result = self.sender.send(
+                domain_event.message_type, domain_event.payload, domain_event.command_id
+            )
+        except TRANSIENT as e:
+            if self._attempts.get(key, 0) + 1 < self.max_attempts:
+                raise
+            manager.record_reply(
+                notification,
+                None,
+                RequestTimeout(
+                    f"{domain_event.message_type} failed {self.max_attempts} times: {e}"
+                ).to_dict(),
+            )
+        except OrdersysError as e:
+            manager.record_reply(notification, None, e.to_dict())
+        else:
+            manager.record_reply(notification, result, None)
+
+    def _index_deadlines(self) -> None:
+        manager = self.manager
+        while True:
+            notifications = manager.recorder.select_notifications(
+                start=self._indexed_position, limit=1000, inclusive_of_start=False
+            )
+            for notification in notifications:
+                self._index(manager.mapper.to_domain_event(notification))
+            if not notifications:
+                return
+            self._indexed_position = notifications[-1].id
+
+    def _index(self, domain_event: Any) -> None:
+        if isinstance(domain_event, Saga.DeadlineSet):
+            self._deadlines[(domain_event.originator_id, domain_event.name)] = (
+                domain_event.due
+            )
+        elif isinstance(domain_event, (Saga.DeadlineCancelled, Saga.DeadlineFired)):
+            self._deadlines.pop((domain_event.originator_id, domain_event.name), None)
+        elif isinstance(domain_event, Saga.Finished):
+            for key in [
+                k for k in self._deadlines if k[0] == domain_event.originator_id
+            ]:
+                del self._deadlines[key]
+
+    def _fire_due_deadlines(self) -> int:
+        self._index_deadlines()
+        now = self.clock()
+        fired = 0
+        for (saga_id_, name), due in sorted(
+            self._deadlines.items(), key=lambda i: i[1]
+        ):
+            if due > now:
+                break
+            try:
+                saga: Saga = self.manager.repository.get(saga_id_)
+                if saga.fire_deadline(name, now):
+                    self.manager.write(saga)
+                    fired += 1
+            except Conflict:
+                continue  # the saga changed meanwhile: look again next round
+            self._deadlines.pop((saga_id_, name), None)
+        return fired
+
+    def start(self, poll_interval: float = 0.05) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._loop,
+            args=(poll_interval,),
+            name=f"process-{self.manager.name}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> ProcessRunner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self, poll_interval: float) -> None:
+        while not self._stopping.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:
+                logger.exception("%s: round failed", self.manager.name)
+                busy = 0
+            if not busy:
+                self._stopping.wait(poll_interval)
