@@ -19,6 +19,7 @@ services:
 
 run: $(BIN)/ordersys services
 	$(BIN)/ordersys doctor
+	$(BIN)/python examples/library_checkout.py --postgres
 
 lint: $(BIN)/ordersys
 	$(BIN)/ruff check $(CODE)

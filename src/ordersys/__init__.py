@@ -24,16 +24,28 @@ from ordersys.errors import (
 )
 from ordersys.messages import Message
 from ordersys.middleware import logging_middleware, timing_middleware
+from ordersys.processes import (
+    BusSender,
+    CommandSender,
+    ProcessManager,
+    ProcessRunner,
+    Saga,
+)
+from ordersys.projections import Projection, ProjectionRunner, ReadModel
 from ordersys.queries import Query, QueryBus
+from ordersys.readmodels import Documents
 from ordersys.settings import Settings, load_settings
 
 __all__ = [
     "Aggregate",
     "Application",
+    "BusSender",
     "BusinessRuleViolation",
     "Command",
     "CommandBus",
+    "CommandSender",
     "Conflict",
+    "Documents",
     "HandlerNotFound",
     "InfrastructureUnavailable",
     "InvalidInput",
@@ -42,9 +54,15 @@ __all__ = [
     "Middleware",
     "NotFound",
     "OrdersysError",
+    "ProcessManager",
+    "ProcessRunner",
+    "Projection",
+    "ProjectionRunner",
     "Query",
     "QueryBus",
+    "ReadModel",
     "RequestTimeout",
+    "Saga",
     "Settings",
     "Written",
     "__version__",
