@@ -35,6 +35,14 @@ from ordersys.projections import Projection, ProjectionRunner, ReadModel
 from ordersys.queries import Query, QueryBus
 from ordersys.readmodels import Documents
 from ordersys.settings import Settings, load_settings
+from ordersys.transport import (
+    Envelope,
+    KombuTransport,
+    MemoryTransport,
+    RpcSender,
+    Transport,
+    serve_bus,
+)
 
 __all__ = [
     "Aggregate",
@@ -46,9 +54,12 @@ __all__ = [
     "CommandSender",
     "Conflict",
     "Documents",
+    "Envelope",
     "HandlerNotFound",
     "InfrastructureUnavailable",
     "InvalidInput",
+    "KombuTransport",
+    "MemoryTransport",
     "Message",
     "MessageBus",
     "Middleware",
@@ -62,12 +73,15 @@ __all__ = [
     "QueryBus",
     "ReadModel",
     "RequestTimeout",
+    "RpcSender",
     "Saga",
     "Settings",
+    "Transport",
     "Written",
     "__version__",
     "event",
     "load_settings",
     "logging_middleware",
+    "serve_bus",
     "timing_middleware",
 ]
