@@ -1,5 +1,5 @@
 """Applications on the real PostgreSQL: one schema per application, errors that
-name the server."""
+name the server. (Concurrency is in the event-store contract.)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from ordersys import Conflict, InfrastructureUnavailable, load_settings
+from ordersys import InfrastructureUnavailable, load_settings
 from ordersys.persistence.database import connect
 from ordersys.settings import Settings
 from tests.unit.accounts import Account, Bank
@@ -30,19 +30,6 @@ def test_events_are_stored_in_the_configured_schema_and_read_back(
             (pg_settings.postgres_schema,),
         ).fetchall()
     assert ("bank_events",) in tables
-
-
-def test_concurrent_writers_of_one_version_get_conflict(pg_settings: Settings) -> None:
-    bank = Bank(pg_settings)
-    account = Account("ann", Decimal(0))
-    bank.write(account)
-    first, second = bank.get(Account, account.id), bank.get(Account, account.id)
-    first.deposit(Decimal(1))
-    second.deposit(Decimal(2))
-    bank.write(first)
-
-    with pytest.raises(Conflict):
-        bank.write(second)
 
 
 def test_an_unreachable_postgres_is_named_with_its_address() -> None:
