@@ -196,6 +196,7 @@ class _ReplyChannel:
         self.connection.ensure_connection(max_retries=1)
         self.channel = self.connection.channel()
         self.producer = Producer(self.channel)
+        self.awaiting: set[str] = set()
         self.replies: dict[str, dict[str, Any]] = {}
         self.consumer = Consumer(
             self.channel,
@@ -206,8 +207,10 @@ class _ReplyChannel:
         self.consumer.consume()
 
     def _on_reply(self, body: Any, message: KombuMessage) -> None:
-        correlation_id = message.properties.get("correlation_id")
-        self.replies[str(correlation_id)] = body
+        correlation_id = str(message.properties.get("correlation_id"))
+        # A reply that comes after its caller gave up is dropped, not kept.
+        if correlation_id in self.awaiting:
+            self.replies[correlation_id] = body
 
     def close(self) -> None:
         self.connection.release()
@@ -260,6 +263,7 @@ class KombuTransport(Transport):
     def call(self, service: str, envelope: Envelope, timeout: float) -> Any:
         reply_channel = self._reply_channel()
         correlation_id = envelope.headers.get("message_id") or str(uuid.uuid4())
+        reply_channel.awaiting.add(correlation_id)
         try:
             reply_channel.producer.publish(
                 {"message_type": envelope.message_type, "body": envelope.body},
@@ -293,11 +297,20 @@ class KombuTransport(Transport):
             reply_channel.close()
             self._local.channel = None
             raise self._unavailable(e) from None
+        finally:
+            reply_channel.awaiting.discard(correlation_id)
         return result_of(reply_channel.replies.pop(correlation_id))
 
     def serve(self, service: str, handler: RequestHandler) -> None:
         def on_request(body: Any, message: KombuMessage, producer: Producer) -> None:
-            envelope = Envelope(body["message_type"], body["body"], _headers(message))
+            try:
+                envelope = Envelope(
+                    body["message_type"], body["body"], _headers(message)
+                )
+            except (KeyError, TypeError):
+                logger.error("%s: rejected a malformed request: %.200r", service, body)
+                message.reject(requeue=False)
+                return
             reply = reply_from(handler, envelope)
             reply_to = message.properties.get("reply_to")
             if reply_to:

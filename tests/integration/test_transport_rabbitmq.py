@@ -80,3 +80,24 @@ def test_a_sagas_commands_travel_over_rabbitmq_to_a_command_bus(
     hold = expiry.saga(Hold, refused.id)
     assert hold is not None
     assert hold.reason == "hold refused: no seats left for sold out"
+
+
+def test_a_malformed_request_is_rejected_and_the_service_keeps_serving() -> None:
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    transport = KombuTransport(URL, prefix=prefix)
+    transport.serve("echo", lambda e: e.body)
+    try:
+        with Connection(URL) as connection:
+            connection.default_channel.basic_publish(
+                connection.default_channel.prepare_message(
+                    b'"not an envelope"', content_type="application/json"
+                ),
+                exchange=f"{prefix}.commands",
+                routing_key="echo",
+            )
+        result = transport.call("echo", Envelope.new("echo", {"n": 1}), timeout=5)
+    finally:
+        transport.close()
+        delete_topology(prefix)
+
+    assert result == {"n": 1}
