@@ -188,6 +188,85 @@ def _headers(message: KombuMessage) -> dict[str, str]:
     return {k: str(v) for k, v in (message.headers or {}).items()}
 
 
+Callback = Callable[[Any, KombuMessage, Producer], None]
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """The body of a message that could not be decoded, handed to the callback
+    so that it can dead-letter the message instead of the consumer failing."""
+
+    raw: bytes
+    error: str
+
+
+def _undecodable(
+    callback: Callback, producer: Producer, message: KombuMessage, error: Exception
+) -> None:
+    callback(Undecodable(bytes(message.body), str(error)), message, producer)
+
+
+def consume_in_thread(
+    url: str,
+    name: str,
+    queues: list[Queue],
+    callback: Callback,
+    prefetch: int,
+    stopping: threading.Event,
+) -> threading.Thread:
+    """Consume ``queues`` in a daemon thread until ``stopping`` is set,
+    reconnecting after a lost connection; returns once consuming has begun.
+    ``callback(body, message, producer)`` acknowledges each message itself."""
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=_consume_forever,
+        args=(url, queues, callback, prefetch, stopping, ready),
+        name=name,
+        daemon=True,
+    )
+    thread.start()
+    if not ready.wait(10):
+        address = url.split("://", 1)[-1].rsplit("@", 1)[-1]
+        raise InfrastructureUnavailable(
+            "RabbitMQ", address, f"{name} could not start consuming"
+        )
+    return thread
+
+
+def _consume_forever(
+    url: str,
+    queues: list[Queue],
+    callback: Callback,
+    prefetch: int,
+    stopping: threading.Event,
+    ready: threading.Event,
+) -> None:
+    while not stopping.is_set():
+        try:
+            with Connection(url, heartbeat=10) as connection:
+                channel = connection.channel()
+                channel.basic_qos(0, prefetch, False)
+                producer = Producer(channel)
+                consumer = Consumer(
+                    channel,
+                    queues=queues,
+                    callbacks=[partial(_with_producer, callback, producer)],
+                    on_decode_error=partial(_undecodable, callback, producer),
+                )
+                with consumer:
+                    ready.set()
+                    while not stopping.is_set():
+                        try:
+                            connection.drain_events(timeout=0.5)
+                        except TimeoutError:
+                            connection.heartbeat_check()
+        except Exception as e:
+            if stopping.is_set():
+                return
+            logger.warning("consumer lost its connection (%s); reconnecting", e)
+            stopping.wait(1.0)
+
+
 class _ReplyChannel:
     """One connection of one caller thread, consuming direct reply-to."""
 
@@ -378,50 +457,11 @@ class KombuTransport(Transport):
         queues: list[Queue],
         callback: Callable[[Any, KombuMessage, Producer], None],
     ) -> None:
-        ready = threading.Event()
-        thread = threading.Thread(
-            target=self._consume_forever,
-            args=(queues, callback, ready),
-            name=name,
-            daemon=True,
-        )
-        thread.start()
-        self._threads.append(thread)
-        if not ready.wait(10):
-            raise InfrastructureUnavailable(
-                "RabbitMQ", self.address, f"{name} could not start consuming"
+        self._threads.append(
+            consume_in_thread(
+                self.url, name, queues, callback, self.prefetch, self._stopping
             )
-
-    def _consume_forever(
-        self,
-        queues: list[Queue],
-        callback: Callable[[Any, KombuMessage, Producer], None],
-        ready: threading.Event,
-    ) -> None:
-        """Consume until closed, reconnecting after a lost connection."""
-        while not self._stopping.is_set():
-            try:
-                with Connection(self.url, heartbeat=10) as connection:
-                    channel = connection.channel()
-                    channel.basic_qos(0, self.prefetch, False)
-                    producer = Producer(channel)
-                    consumer = Consumer(
-                        channel,
-                        queues=queues,
-                        callbacks=[partial(_with_producer, callback, producer)],
-                    )
-                    with consumer:
-                        ready.set()
-                        while not self._stopping.is_set():
-                            try:
-                                connection.drain_events(timeout=0.5)
-                            except TimeoutError:
-                                connection.heartbeat_check()
-            except Exception as e:
-                if self._stopping.is_set():
-                    return
-                logger.warning("consumer lost its connection (%s); reconnecting", e)
-                self._stopping.wait(1.0)
+        )
 
     def close(self) -> None:
         self._stopping.set()

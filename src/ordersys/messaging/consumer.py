@@ -1,0 +1,220 @@
+"""Consumers of integration events that never lose or double-apply one.
+
+Each consuming service has one durable quorum queue bound to the events it
+needs. A message is handled in a PostgreSQL transaction that first records its
+identity (origin service and position, the message id) in
+``ordersys_processed_messages``; the handler's effect commits with that record,
+and the message is acknowledged only after the commit. A redelivered message
+finds its record and changes nothing.
+
+A message that cannot be handled goes to the queue's dead-letter queue
+(``<queue>.dlq``) with the reason in the ``x-ordersys-error`` header: at once if
+it is malformed or of a type nobody handles, after ``max_attempts`` if its
+handler keeps failing (it is retried with backoff before that). The quorum
+queue's delivery limit dead-letters it as well should the consumer die each time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from kombu.connection import Connection as KombuConnection
+from kombu.entity import Exchange, Queue, binding
+from kombu.message import Message as KombuMessage
+from kombu.messaging import Producer
+from psycopg import sql
+
+from ordersys.errors import InvalidInput
+from ordersys.persistence.database import connect, ensure_schema
+from ordersys.settings import Settings
+from ordersys.transport import Envelope, Undecodable, consume_in_thread
+
+logger = logging.getLogger("ordersys.consumer")
+
+Handler = Callable[[Envelope, psycopg.Connection[Any]], None]
+"""Applies one event using the given connection, inside its transaction."""
+
+ERROR_HEADER = "x-ordersys-error"
+
+
+def dead_letter_exchange(prefix: str) -> Exchange:
+    return Exchange(f"{prefix}.dead-letters", type="direct", durable=True)
+
+
+def queues_for(
+    prefix: str, queue: str, patterns: Sequence[str], max_attempts: int
+) -> tuple[Queue, Queue]:
+    """The consuming queue (quorum, bound to ``patterns``) and its DLQ."""
+    events = Exchange(f"{prefix}.events", type="topic", durable=True)
+    dead_letters = dead_letter_exchange(prefix)
+    name = f"{prefix}.{queue}"
+    consuming = Queue(
+        name,
+        bindings=[binding(events, routing_key=p) for p in patterns],
+        durable=True,
+        queue_arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": max_attempts,
+            "x-dead-letter-exchange": dead_letters.name,
+            "x-dead-letter-routing-key": name,
+        },
+    )
+    dlq = Queue(f"{name}.dlq", exchange=dead_letters, routing_key=name, durable=True)
+    return consuming, dlq
+
+
+class EventConsumer:
+    """Consumes ``queue`` and applies each event exactly once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        queue: str,
+        handlers: Mapping[str, Handler],
+        *,
+        patterns: Sequence[str],
+        prefix: str = "ordersys",
+        prefetch: int = 20,
+        max_attempts: int = 5,
+    ) -> None:
+        self.settings = settings
+        self.name = f"{prefix}.{queue}"
+        self.handlers = dict(handlers)
+        self.prefix = prefix
+        self.prefetch = prefetch
+        self.max_attempts = max_attempts
+        self.queue, self.dlq = queues_for(prefix, queue, patterns, max_attempts)
+        self.schema = settings.postgres_schema or "ordersys_consumers"
+        ensure_schema(settings, self.schema)
+        self._table = sql.Identifier(self.schema, "ordersys_processed_messages")
+        with connect(settings, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (consumer text NOT NULL, "
+                    "message_id text NOT NULL, processed_at timestamptz NOT NULL "
+                    "DEFAULT now(), PRIMARY KEY (consumer, message_id))"
+                ).format(self._table)
+            )
+        self._attempts: dict[str, int] = {}
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connection: psycopg.Connection[Any] | None = None
+
+    def start(self) -> None:
+        """Declare the queues and consume in a background thread."""
+        with KombuConnection(self.settings.rabbitmq_url, connect_timeout=5) as conn:
+            self.dlq(conn.default_channel).declare()
+        self._stopping.clear()
+        self._thread = consume_in_thread(
+            self.settings.rabbitmq_url,
+            self.name,
+            [self.queue],
+            self._on_message,
+            self.prefetch,
+            self._stopping,
+        )
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _db(self) -> psycopg.Connection[Any]:
+        if self._connection is None or self._connection.closed:
+            self._connection = connect(self.settings)
+        return self._connection
+
+    def _on_message(self, body: Any, message: KombuMessage, producer: Producer) -> None:
+        try:
+            envelope = self._envelope(body, message)
+        except InvalidInput as e:
+            self._dead_letter(message, producer, e.message)
+            return
+        try:
+            self.apply(envelope)
+        except Exception as e:
+            self._retry_or_dead_letter(envelope, message, producer, e)
+            return
+        self._attempts.pop(envelope.headers["message_id"], None)
+        message.ack()
+
+    def _envelope(self, body: Any, message: KombuMessage) -> Envelope:
+        if isinstance(body, Undecodable):
+            raise InvalidInput(f"malformed message: {body.error}: {body.raw[:200]!r}")
+        headers = {k: str(v) for k, v in (message.headers or {}).items()}
+        message_id = headers.get("message_id") or message.properties.get("message_id")
+        if not isinstance(body, dict) or "message_type" not in body or not message_id:
+            raise InvalidInput(f"malformed message: {str(body)[:200]!r}")
+        if body["message_type"] not in self.handlers:
+            raise InvalidInput(f"{self.name} handles no {body['message_type']!r}")
+        headers["message_id"] = str(message_id)
+        return Envelope(
+            str(body["message_type"]), dict(body.get("body") or {}), headers
+        )
+
+    def apply(self, envelope: Envelope) -> bool:
+        """Apply ``envelope`` once; False if it had been applied already."""
+        conn = self._db()
+        try:
+            with conn.transaction():
+                recorded = conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (consumer, message_id) VALUES (%s, %s) "
+                        "ON CONFLICT DO NOTHING"
+                    ).format(self._table),
+                    (self.name, envelope.headers["message_id"]),
+                ).rowcount
+                if recorded:
+                    self.handlers[envelope.message_type](envelope, conn)
+        except psycopg.OperationalError:
+            conn.close()
+            raise
+        return bool(recorded)
+
+    def _retry_or_dead_letter(
+        self,
+        envelope: Envelope,
+        message: KombuMessage,
+        producer: Producer,
+        error: Exception,
+    ) -> None:
+        message_id = envelope.headers["message_id"]
+        attempts = self._attempts.get(message_id, 0) + 1
+        self._attempts[message_id] = attempts
+        if attempts >= self.max_attempts:
+            self._attempts.pop(message_id, None)
+            reason = f"failed {attempts} times: {error!r}"
+            self._dead_letter(message, producer, reason)
+            return
+        logger.warning(
+            "%s: %s failed (attempt %s): %r", self.name, message_id, attempts, error
+        )
+        self._stopping.wait(min(0.05 * 2**attempts, 2.0))
+        message.requeue()
+
+    def _dead_letter(
+        self, message: KombuMessage, producer: Producer, reason: str
+    ) -> None:
+        logger.error("%s: dead-lettered: %s", self.name, reason)
+        headers = dict(message.headers or {})
+        headers[ERROR_HEADER] = reason
+        headers["x-ordersys-queue"] = self.name
+        producer.publish(
+            message.body,
+            exchange=dead_letter_exchange(self.prefix),
+            routing_key=self.name,
+            headers=headers,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            delivery_mode=2,
+            message_id=message.properties.get("message_id"),
+        )
+        message.ack()

@@ -1,0 +1,225 @@
+"""Integration events on the real RabbitMQ and PostgreSQL: the relay publishes
+with confirms, consumers apply each event once, poison goes to the DLQ."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from eventsourcing.persistence import Tracking, TrackingRecorder
+from kombu.connection import Connection
+from psycopg import sql
+
+from ordersys.messaging.consumer import ERROR_HEADER, EventConsumer
+from ordersys.messaging.publisher import ConfirmedPublisher
+from ordersys.messaging.relay import Relay, checkpoint_for
+from ordersys.settings import Settings
+from ordersys.transport import Envelope
+from tests.contracts.transport import eventually
+from tests.integration.test_transport_rabbitmq import URL, delete_topology
+from tests.unit.accounts import Account, Bank
+
+INTEGRATION_EVENTS = [Account.Opened, Account.Deposited]
+
+
+class Ledger:
+    """A consuming service whose effect is a row per applied event."""
+
+    def __init__(self, settings: Settings, prefix: str, poison: str = "") -> None:
+        self.table = sql.Identifier(settings.postgres_schema, "ledger")
+        self.poison = poison
+        self.consumer = EventConsumer(
+            settings,
+            "ledger",
+            {"Opened": self.record, "Deposited": self.record},
+            patterns=["bank.*"],
+            prefix=prefix,
+            max_attempts=3,
+        )
+        with psycopg.connect(
+            host="127.0.0.1", user="postgres", dbname="ordersys_test", autocommit=True
+        ) as conn:
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (message_id text, kind text)"
+                ).format(self.table)
+            )
+
+    def record(self, envelope: Envelope, conn: psycopg.Connection[Any]) -> None:
+        if envelope.body.get("owner") == self.poison:
+            raise RuntimeError("cannot open an account for the poison owner")
+        conn.execute(
+            sql.SQL("INSERT INTO {} VALUES (%s, %s)").format(self.table),
+            (envelope.headers["message_id"], envelope.message_type),
+        )
+
+    def rows(self) -> list[tuple[str, str]]:
+        with psycopg.connect(
+            host="127.0.0.1", user="postgres", dbname="ordersys_test"
+        ) as conn:
+            return conn.execute(
+                sql.SQL("SELECT message_id, kind FROM {}").format(self.table)
+            ).fetchall()
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    delete_topology(prefix)
+    with Connection(URL) as connection:
+        connection.default_channel.exchange_delete(f"{prefix}.dead-letters")
+
+
+def open_accounts(bank: Bank, count: int, owner: str = "owner") -> None:
+    for n in range(count):
+        account = Account(f"{owner}{n}", Decimal(0))
+        account.deposit(Decimal(1))
+        bank.write(account)
+
+
+def queue_depth(name: str) -> int:
+    with Connection(URL) as connection:
+        _, messages, _ = connection.default_channel.queue_declare(name, passive=True)
+    return int(messages)
+
+
+def test_every_integration_event_is_applied_once(
+    pg_settings: Settings, prefix: str
+) -> None:
+    bank = Bank(pg_settings)
+    ledger = Ledger(pg_settings, prefix)
+    ledger.consumer.start()
+    open_accounts(bank, 100)
+    relay = Relay(
+        bank,
+        "bank",
+        ConfirmedPublisher(URL, f"{prefix}.events"),
+        integration_events=INTEGRATION_EVENTS,
+        batch_size=64,
+    )
+
+    while relay.run_once():
+        pass
+
+    assert eventually(lambda: len(ledger.rows()) == 200)
+    ledger.consumer.stop()
+    relay.publisher.close()
+    rows = ledger.rows()
+    assert len({message_id for message_id, _ in rows}) == 200
+    assert sorted({kind for _, kind in rows}) == ["Deposited", "Opened"]
+    assert relay.lag() == 0
+
+
+class CrashAfterPublishing(TrackingRecorder):
+    """A checkpoint whose process dies before the position is written."""
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        raise SystemExit("killed between publishing and recording the position")
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        return None
+
+
+def test_a_relay_killed_before_recording_its_position_republishes_and_nothing_doubles(
+    pg_settings: Settings, prefix: str
+) -> None:
+    bank = Bank(pg_settings)
+    ledger = Ledger(pg_settings, prefix)
+    ledger.consumer.start()
+    open_accounts(bank, 25)
+    publisher = ConfirmedPublisher(URL, f"{prefix}.events")
+    doomed = Relay(
+        bank,
+        "bank",
+        publisher,
+        integration_events=INTEGRATION_EVENTS,
+        checkpoint=CrashAfterPublishing(),
+    )
+
+    with pytest.raises(SystemExit):
+        doomed.run_once()
+    assert eventually(lambda: len(ledger.rows()) == 50)
+    restarted = Relay(bank, "bank", publisher, integration_events=INTEGRATION_EVENTS)
+    assert restarted.position() == 0
+    while restarted.run_once():
+        pass
+
+    assert eventually(lambda: queue_depth(f"{prefix}.ledger") == 0)
+    ledger.consumer.stop()
+    publisher.close()
+    assert len(ledger.rows()) == 50
+    assert restarted.position() == bank.head_position()
+    assert isinstance(checkpoint_for(bank, "relay"), TrackingRecorder)
+
+
+def dead_letters(prefix: str) -> list[tuple[Any, dict[str, Any]]]:
+    found = []
+    with Connection(URL) as connection:
+        channel = connection.default_channel
+        while (
+            message := channel.basic_get(f"{prefix}.ledger.dlq", no_ack=True)
+        ) is not None:
+            found.append((message.body, dict(message.headers or {})))
+    return found
+
+
+def test_a_poison_event_goes_to_the_dlq_with_its_reason_and_the_rest_are_applied(
+    pg_settings: Settings, prefix: str
+) -> None:
+    bank = Bank(pg_settings)
+    ledger = Ledger(pg_settings, prefix, poison="poison0")
+    ledger.consumer.start()
+    open_accounts(bank, 1, owner="poison")
+    open_accounts(bank, 5)
+    relay = Relay(
+        bank,
+        "bank",
+        ConfirmedPublisher(URL, f"{prefix}.events"),
+        integration_events=INTEGRATION_EVENTS,
+    )
+    while relay.run_once():
+        pass
+
+    assert eventually(lambda: len(ledger.rows()) == 11)
+    assert eventually(lambda: queue_depth(f"{prefix}.ledger.dlq") == 1)
+    ledger.consumer.stop()
+    relay.publisher.close()
+    [(_, headers)] = dead_letters(prefix)
+    assert "failed 3 times" in headers[ERROR_HEADER]
+    assert "poison owner" in headers[ERROR_HEADER]
+
+
+def test_a_malformed_message_is_dead_lettered_and_the_consumer_goes_on(
+    pg_settings: Settings, prefix: str
+) -> None:
+    bank = Bank(pg_settings)
+    ledger = Ledger(pg_settings, prefix)
+    ledger.consumer.start()
+    with Connection(URL) as connection:
+        channel = connection.default_channel
+        channel.basic_publish(
+            channel.prepare_message(b"{not json", content_type="application/json"),
+            exchange=f"{prefix}.events",
+            routing_key="bank.Opened",
+        )
+    open_accounts(bank, 2)
+    relay = Relay(
+        bank,
+        "bank",
+        ConfirmedPublisher(URL, f"{prefix}.events"),
+        integration_events=INTEGRATION_EVENTS,
+    )
+    while relay.run_once():
+        pass
+
+    assert eventually(lambda: len(ledger.rows()) == 4)
+    assert eventually(lambda: queue_depth(f"{prefix}.ledger.dlq") == 1)
+    ledger.consumer.stop()
+    relay.publisher.close()
+    [(_, headers)] = dead_letters(prefix)
+    assert "malformed" in headers[ERROR_HEADER]
