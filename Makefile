@@ -32,7 +32,7 @@ test: $(BIN)/ordersys services lint typecheck
 	$(BIN)/pytest
 
 bench: $(BIN)/ordersys services
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench messaging
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -75,6 +75,11 @@ def prefix() -> Iterator[str]:
         connection.default_channel.exchange_delete(f"{prefix}.dead-letters")
 
 
+def run_until_idle(relay: Relay) -> None:
+    while relay.run_once():
+        pass
+
+
 def open_accounts(bank: Bank, count: int, owner: str = "owner") -> None:
     for n in range(count):
         account = Account(f"{owner}{n}", Decimal(0))
@@ -103,8 +108,7 @@ def test_every_integration_event_is_applied_once(
         batch_size=64,
     )
 
-    while relay.run_once():
-        pass
+    run_until_idle(relay)
 
     assert eventually(lambda: len(ledger.rows()) == 200)
     ledger.consumer.stop()
@@ -142,12 +146,11 @@ def test_a_relay_killed_before_recording_its_position_republishes_and_nothing_do
     )
 
     with pytest.raises(SystemExit):
-        doomed.run_once()
+        run_until_idle(doomed)
     assert eventually(lambda: len(ledger.rows()) == 50)
     restarted = Relay(bank, "bank", publisher, integration_events=INTEGRATION_EVENTS)
     assert restarted.position() == 0
-    while restarted.run_once():
-        pass
+    run_until_idle(restarted)
 
     assert eventually(lambda: queue_depth(f"{prefix}.ledger") == 0)
     ledger.consumer.stop()
@@ -182,8 +185,7 @@ def test_a_poison_event_goes_to_the_dlq_with_its_reason_and_the_rest_are_applied
         ConfirmedPublisher(URL, f"{prefix}.events"),
         integration_events=INTEGRATION_EVENTS,
     )
-    while relay.run_once():
-        pass
+    run_until_idle(relay)
 
     assert eventually(lambda: len(ledger.rows()) == 11)
     assert eventually(lambda: queue_depth(f"{prefix}.ledger.dlq") == 1)
@@ -214,8 +216,7 @@ def test_a_malformed_message_is_dead_lettered_and_the_consumer_goes_on(
         ConfirmedPublisher(URL, f"{prefix}.events"),
         integration_events=INTEGRATION_EVENTS,
     )
-    while relay.run_once():
-        pass
+    run_until_idle(relay)
 
     assert eventually(lambda: len(ledger.rows()) == 4)
     assert eventually(lambda: queue_depth(f"{prefix}.ledger.dlq") == 1)

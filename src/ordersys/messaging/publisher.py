@@ -1,11 +1,12 @@
 """Publishing with publisher confirms, many messages in flight at once.
 
 Waiting for the broker's confirm of each message before sending the next caps
-throughput at one round trip per message. A :class:`ConfirmedPublisher` sends a
-whole batch, then waits until the broker has confirmed every message of it
-(confirms arrive as acks, often covering many messages at once). A nack or a
-lost connection fails the batch: the caller publishes it again, which is safe
-because consumers deduplicate by message id.
+throughput at one round trip per message. A :class:`ConfirmedPublisher` sends
+messages without waiting (:meth:`~ConfirmedPublisher.send`) and reads the
+confirms as they arrive (:meth:`~ConfirmedPublisher.confirmed_through`; one ack
+often covers many messages). A nack or a lost connection fails everything still
+unconfirmed: the caller publishes it again, which is safe because consumers
+deduplicate by message id.
 """
 
 from __future__ import annotations
@@ -71,14 +72,16 @@ class ConfirmedPublisher:
         self._nacked = True
         self._on_ack(delivery_tag, multiple)
 
-    def publish(self, messages: Sequence[Outgoing]) -> None:
-        """Publish ``messages`` and return once the broker has confirmed them all;
-        raise :class:`InfrastructureUnavailable` if it did not."""
-        if not messages:
-            return
+    @property
+    def in_flight(self) -> int:
+        """How many messages await their confirm."""
+        return len(self._unconfirmed)
+
+    def send(self, messages: Sequence[Outgoing]) -> int:
+        """Publish ``messages`` without waiting; returns the delivery tag of the
+        last one (confirmed once :meth:`confirmed_through` reaches it)."""
         try:
             channel = self._open()
-            self._nacked = False
             for message in messages:
                 channel.basic_publish(
                     amqp.Message(
@@ -93,36 +96,50 @@ class ConfirmedPublisher:
                 )
                 self._unconfirmed.add(self._next_tag)
                 self._next_tag += 1
-            self._await_confirms()
-        except InfrastructureUnavailable:
-            self.close()
-            raise
         except Exception as e:
-            self.close()
-            raise InfrastructureUnavailable(
-                "RabbitMQ", self.address, str(e) or repr(e)
-            ) from None
-        if self._nacked:
-            raise InfrastructureUnavailable(
-                "RabbitMQ", self.address, "the broker refused a message"
-            )
+            raise self._failed(e) from None
+        return self._next_tag - 1
 
-    def _await_confirms(self) -> None:
-        assert self._connection is not None
+    def confirmed_through(self, wait: float = 0.0) -> int:
+        """The highest tag up to which every message is confirmed, after reading
+        the confirms that have arrived (waiting up to ``wait`` seconds for one)."""
+        if self._connection is None:
+            return self._next_tag - 1
+        try:
+            if self._unconfirmed:
+                self._connection.drain_events(timeout=wait)
+            while self._unconfirmed:
+                self._connection.drain_events(timeout=0)
+        except TimeoutError:
+            pass
+        except Exception as e:
+            raise self._failed(e) from None
+        if self._nacked:
+            raise self._failed(RuntimeError("the broker refused a message"))
+        return min(self._unconfirmed) - 1 if self._unconfirmed else self._next_tag - 1
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Publish ``messages`` and return once the broker has confirmed them all;
+        raise :class:`InfrastructureUnavailable` if it did not."""
+        last = self.send(messages)
         deadline = time.monotonic() + self.confirm_timeout
-        while self._unconfirmed:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        while self.confirmed_through(wait=0.5) < last:
+            if time.monotonic() > deadline:
                 missing = len(self._unconfirmed)
                 reason = f"{missing} messages not confirmed in {self.confirm_timeout}s"
-                raise InfrastructureUnavailable("RabbitMQ", self.address, reason)
-            try:
-                self._connection.drain_events(timeout=remaining)
-            except TimeoutError:
-                continue
+                raise self._failed(RuntimeError(reason))
+
+    def _failed(self, error: Exception) -> InfrastructureUnavailable:
+        """Drop the connection: its unconfirmed messages count as lost."""
+        self.close()
+        if isinstance(error, InfrastructureUnavailable):
+            return error
+        reason = str(error) or repr(error)
+        return InfrastructureUnavailable("RabbitMQ", self.address, reason)
 
     def close(self) -> None:
         if self._connection is not None:
             self._connection.release()
         self._connection, self._channel = None, None
         self._unconfirmed.clear()
+        self._nacked = False

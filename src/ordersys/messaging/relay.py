@@ -1,11 +1,13 @@
 """The relay: an application's event store is its outbox.
 
-The relay follows the application's events from the position it recorded last,
-publishes those that are integration events to the events exchange (routing key
-``<service>.<EventName>``, message id ``<service>:<position>``), waits for the
-broker to confirm the whole batch, and only then records the new position. A
-relay killed between publishing and recording publishes the batch again on
-restart: consumers deduplicate by message id, so nothing is lost or applied twice.
+The relay follows the application's events from the position it recorded last
+and publishes those that are integration events to the events exchange (routing
+key ``<service>.<EventName>``, message id ``<service>:<position>``). Batches are
+pipelined: the next one is sent while earlier ones await the broker's confirms
+(up to ``window`` messages in flight), and a batch's position is recorded only
+once it and every batch before it are confirmed. A relay killed before recording
+publishes those batches again on restart: consumers deduplicate by message id,
+so nothing is lost or applied twice.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,6 +59,7 @@ class Relay:
         *,
         integration_events: Iterable[type[Any]],
         batch_size: int = 500,
+        window: int = 2000,
         checkpoint: TrackingRecorder | None = None,
     ) -> None:
         self.app = app
@@ -62,6 +67,9 @@ class Relay:
         self.publisher = publisher
         self.topics = {f"{c.__module__}:{c.__qualname__}" for c in integration_events}
         self.batch_size = batch_size
+        self.window = window
+        self._sent_through: int | None = None
+        self._in_flight: deque[tuple[int, int]] = deque()
         self.checkpoint = checkpoint or checkpoint_for(app, "relay")
         self.name = f"relay:{service}"
         self._stopping = threading.Event()
@@ -75,17 +83,54 @@ class Relay:
         return max(self.app.head_position() - self.position(), 0)
 
     def run_once(self) -> int:
-        """Publish the next batch; returns how many events it covered."""
+        """Send the next batch and record what the broker has confirmed;
+        returns how many events the batch covered. With nothing left to send it
+        waits for every confirm and records it, then returns 0."""
+        try:
+            sent = self._send_next_batch()
+            if sent:
+                self._record_confirmed(wait=0.0)
+            else:
+                self._flush()
+        except BaseException:
+            # Whatever was not recorded is published again from the checkpoint.
+            self._sent_through = None
+            self._in_flight.clear()
+            raise
+        return sent
+
+    def _send_next_batch(self) -> int:
+        while self.publisher.in_flight >= self.window:
+            self._record_confirmed(wait=1.0)
+        if self._sent_through is None:
+            self._sent_through = self.position()
         notifications = self.app.recorder.select_notifications(
-            start=self.position(), limit=self.batch_size, inclusive_of_start=False
+            start=self._sent_through, limit=self.batch_size, inclusive_of_start=False
         )
         if not notifications:
             return 0
-        self.publisher.publish(
+        last_tag = self.publisher.send(
             [self._outgoing(n) for n in notifications if n.topic in self.topics]
         )
-        self.checkpoint.insert_tracking(Tracking(self.name, notifications[-1].id))
+        self._sent_through = notifications[-1].id
+        self._in_flight.append((last_tag, notifications[-1].id))
         return len(notifications)
+
+    def _record_confirmed(self, wait: float) -> None:
+        confirmed = self.publisher.confirmed_through(wait=wait)
+        position = None
+        while self._in_flight and self._in_flight[0][0] <= confirmed:
+            position = self._in_flight.popleft()[1]
+        if position is not None:
+            self.checkpoint.insert_tracking(Tracking(self.name, position))
+
+    def _flush(self) -> None:
+        deadline = time.monotonic() + self.publisher.confirm_timeout
+        while self._in_flight:
+            if time.monotonic() > deadline:
+                msg = f"{self.name}: confirms did not arrive in time"
+                raise TimeoutError(msg)
+            self._record_confirmed(wait=0.5)
 
     def _outgoing(self, notification: Notification) -> Outgoing:
         domain_event = self.app.mapper.to_domain_event(notification)
