@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from ordersys import __version__
 from ordersys.doctor import run_checks
 from ordersys.errors import OrdersysError
+from ordersys.messaging import cli as dlq
 from ordersys.observability.logs import configure_logging
 from ordersys.settings import load_settings
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "doctor", help="check that PostgreSQL, RabbitMQ and Redis are reachable"
     ).set_defaults(func=doctor)
+    dlq.add_commands(commands)
     return parser
 
 

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         0.02, gt=0, description="Seconds a caught-up projection waits between polls."
     )
     cache_prefix: str = Field("ordersys", description="Prefix of read-model keys.")
+    messaging_prefix: str = Field(
+        "ordersys", description="Prefix of RabbitMQ exchanges and queues."
+    )
     cache_ttl: int = Field(
         3600, ge=1, description="Seconds a cached read-model document lives."
     )

@@ -14,6 +14,7 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from kombu.connection import Connection
 from psycopg import sql
 
+from ordersys.cli import main
 from ordersys.messaging.consumer import ERROR_HEADER, EventConsumer
 from ordersys.messaging.publisher import ConfirmedPublisher
 from ordersys.messaging.relay import Relay, checkpoint_for
@@ -224,3 +225,46 @@ def test_a_malformed_message_is_dead_lettered_and_the_consumer_goes_on(
     relay.publisher.close()
     [(_, headers)] = dead_letters(prefix)
     assert "malformed" in headers[ERROR_HEADER]
+
+
+def test_dlq_replay_re_drives_a_poison_event_once_the_handler_is_fixed(
+    pg_settings: Settings,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ORDERSYS_POSTGRES_DBNAME", "ordersys_test")
+    monkeypatch.setenv("ORDERSYS_POSTGRES_SCHEMA", pg_settings.postgres_schema)
+    bank = Bank(pg_settings)
+    ledger = Ledger(pg_settings, prefix, poison="poison0")
+    ledger.consumer.start()
+    open_accounts(bank, 1, owner="poison")
+    run_until_idle(
+        Relay(
+            bank,
+            "bank",
+            ConfirmedPublisher(URL, f"{prefix}.events"),
+            integration_events=INTEGRATION_EVENTS,
+        )
+    )
+    queue = f"{prefix}.ledger"
+    assert eventually(lambda: queue_depth(f"{queue}.dlq") == 1)
+
+    assert main(["dlq", "list"]) == 0
+    assert main(["dlq", "show", queue]) == 0
+    listed = capsys.readouterr().out
+    ledger.poison = ""
+    assert main(["dlq", "replay", queue]) == 0
+    assert eventually(lambda: len(ledger.rows()) == 2)
+    assert main(["dlq", "replay", queue]) == 0
+    replayed = capsys.readouterr().out
+    ledger.consumer.stop()
+
+    assert f"       1  {queue}.dlq" in listed
+    assert "Opened  failed 3 times" in listed
+    assert replayed.splitlines() == [
+        f"re-drove 1 dead letter(s) to {queue}",
+        f"re-drove 0 dead letter(s) to {queue}",
+    ]
+    assert queue_depth(f"{queue}.dlq") == 0
+    assert sorted(kind for _, kind in ledger.rows()) == ["Deposited", "Opened"]

@@ -67,6 +67,37 @@ def queues_for(
     return consuming, dlq
 
 
+REGISTRY = "ordersys_consumer_queues"
+
+
+def register_queue(conn: psycopg.Connection[Any], schema: str, queue: str) -> None:
+    """Remember ``queue`` so that ``ordersys dlq`` can find its dead letters."""
+    table = sql.Identifier(schema, REGISTRY)
+    conn.execute(
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} (queue text PRIMARY KEY)").format(table)
+    )
+    conn.execute(
+        sql.SQL("INSERT INTO {} VALUES (%s) ON CONFLICT DO NOTHING").format(table),
+        (queue,),
+    )
+
+
+def registered_queues(settings: Settings) -> list[str]:
+    """Every consumer queue registered in the configured schema."""
+    schema = settings.postgres_schema or "ordersys_consumers"
+    table = sql.Identifier(schema, REGISTRY)
+    with connect(settings) as conn:
+        exists = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.{REGISTRY}",)
+        ).fetchone()
+        if not exists or not exists[0]:
+            return []
+        rows = conn.execute(
+            sql.SQL("SELECT queue FROM {} ORDER BY queue").format(table)
+        )
+        return [row[0] for row in rows]
+
+
 class EventConsumer:
     """Consumes ``queue`` and applies each event exactly once."""
 
@@ -77,11 +108,12 @@ class EventConsumer:
         handlers: Mapping[str, Handler],
         *,
         patterns: Sequence[str],
-        prefix: str = "ordersys",
+        prefix: str | None = None,
         prefetch: int = 20,
         max_attempts: int = 5,
     ) -> None:
         self.settings = settings
+        prefix = prefix or settings.messaging_prefix
         self.name = f"{prefix}.{queue}"
         self.handlers = dict(handlers)
         self.prefix = prefix
@@ -99,6 +131,7 @@ class EventConsumer:
                     "DEFAULT now(), PRIMARY KEY (consumer, message_id))"
                 ).format(self._table)
             )
+            register_queue(conn, self.schema, self.name)
         self._attempts: dict[str, int] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None

@@ -1,0 +1,119 @@
+"""Looking at dead letters, and re-driving them once their cause is fixed.
+
+A consumer queue ``Q`` dead-letters into ``Q.dlq`` (see
+:mod:`ordersys.messaging.consumer`). Re-driving moves each dead letter back to
+``Q`` (with publisher confirms, before it is removed from ``Q.dlq``); a message
+that had been applied after all is recognised by its message id and changes
+nothing, so replaying never creates duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import amqp
+from kombu.connection import Connection
+
+from ordersys.errors import InfrastructureUnavailable, NotFound
+from ordersys.messaging.consumer import ERROR_HEADER
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead letter: its message id, type, reason and body."""
+
+    message_id: str
+    message_type: str
+    reason: str
+    body: bytes
+
+
+class DeadLetters:
+    """The dead-letter queue of one consumer queue."""
+
+    def __init__(self, url: str, queue: str) -> None:
+        self.url = url
+        self.queue = queue
+        self.dlq = f"{queue}.dlq"
+        self.address = url.split("://", 1)[-1].rsplit("@", 1)[-1]
+
+    def _channel(self, connection: Connection) -> Any:
+        try:
+            connection.ensure_connection(max_retries=1)
+        except Exception as e:
+            raise InfrastructureUnavailable("RabbitMQ", self.address, str(e)) from None
+        return connection.connection.channel()
+
+    def count(self) -> int:
+        with Connection(self.url, connect_timeout=5) as connection:
+            channel = self._channel(connection)
+            try:
+                _, messages, _ = channel.queue_declare(self.dlq, passive=True)
+            except amqp.exceptions.NotFound:
+                raise NotFound(f"there is no dead-letter queue {self.dlq}") from None
+        return int(messages)
+
+    def peek(self, limit: int = 20) -> list[DeadLetter]:
+        """Up to ``limit`` dead letters, left in place."""
+        letters = []
+        with Connection(self.url, connect_timeout=5) as connection:
+            channel = self._channel(connection)
+            for _ in range(limit):
+                message = channel.basic_get(self.dlq, no_ack=False)
+                if message is None:
+                    break
+                letters.append(_letter(message))
+            # Closing the channel without acknowledging puts them all back.
+        return letters
+
+    def replay(self) -> int:
+        """Move every dead letter back to its queue; returns how many."""
+        moved = 0
+        with Connection(self.url, connect_timeout=5) as connection:
+            channel = self._channel(connection)
+            channel.confirm_select()
+            while (message := channel.basic_get(self.dlq, no_ack=False)) is not None:
+                headers = dict(message.headers or {})
+                headers.pop(ERROR_HEADER, None)
+                headers["x-ordersys-replayed"] = True
+                channel.basic_publish_confirm(
+                    amqp.Message(
+                        message.body,
+                        content_type=message.properties.get("content_type"),
+                        delivery_mode=2,
+                        message_id=message.properties.get("message_id"),
+                        application_headers=headers,
+                    ),
+                    exchange="",
+                    routing_key=self.queue,
+                )
+                channel.basic_ack(message.delivery_tag)
+                moved += 1
+        return moved
+
+    def purge(self) -> int:
+        """Delete every dead letter; returns how many."""
+        with Connection(self.url, connect_timeout=5) as connection:
+            return int(self._channel(connection).queue_purge(self.dlq) or 0)
+
+
+def _letter(message: Any) -> DeadLetter:
+    headers = dict(message.headers or {})
+    body = bytes(message.body)
+    return DeadLetter(
+        message_id=str(
+            headers.get("message_id") or message.properties.get("message_id")
+        ),
+        message_type=_message_type(body),
+        reason=str(headers.get(ERROR_HEADER, "dead-lettered by the broker")),
+        body=body,
+    )
+
+
+def _message_type(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("message_type", "?"))
+    except (ValueError, AttributeError):
+        return "(malformed)"
