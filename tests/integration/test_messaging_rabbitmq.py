@@ -3,6 +3,7 @@ with confirms, consumers apply each event once, poison goes to the DLQ."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -16,6 +17,7 @@ from psycopg import sql
 
 from ordersys.cli import main
 from ordersys.messaging.consumer import ERROR_HEADER, EventConsumer
+from ordersys.messaging.contracts import IntegrationEvent
 from ordersys.messaging.publisher import ConfirmedPublisher
 from ordersys.messaging.relay import Relay, checkpoint_for
 from ordersys.settings import Settings
@@ -30,7 +32,13 @@ INTEGRATION_EVENTS = [Account.Opened, Account.Deposited]
 class Ledger:
     """A consuming service whose effect is a row per applied event."""
 
-    def __init__(self, settings: Settings, prefix: str, poison: str = "") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        prefix: str,
+        poison: str = "",
+        contracts: dict[str, type[IntegrationEvent]] | None = None,
+    ) -> None:
         self.table = sql.Identifier(settings.postgres_schema, "ledger")
         self.poison = poison
         self.consumer = EventConsumer(
@@ -40,6 +48,7 @@ class Ledger:
             patterns=["bank.*"],
             prefix=prefix,
             max_attempts=3,
+            contracts=contracts,
         )
         with psycopg.connect(
             host="127.0.0.1", user="postgres", dbname="ordersys_test", autocommit=True
@@ -268,3 +277,62 @@ def test_dlq_replay_re_drives_a_poison_event_once_the_handler_is_fixed(
     ]
     assert queue_depth(f"{queue}.dlq") == 0
     assert sorted(kind for _, kind in ledger.rows()) == ["Deposited", "Opened"]
+
+
+class AccountOpened(IntegrationEvent):
+    """What the ledger relies on in an ``Opened`` event."""
+
+    message_type = "Opened"
+    owner: str
+    overdraft_limit: Decimal
+
+
+def publish_raw(prefix: str, body: dict[str, Any], **headers: Any) -> None:
+    with Connection(URL) as connection:
+        channel = connection.default_channel
+        channel.basic_publish(
+            channel.prepare_message(
+                json.dumps(body).encode(),
+                content_type="application/json",
+                headers={"message_id": str(uuid.uuid4()), **headers},
+            ),
+            exchange=f"{prefix}.events",
+            routing_key="bank.Opened",
+        )
+
+
+def test_messages_that_break_their_contract_are_dead_lettered_with_the_reason(
+    pg_settings: Settings, prefix: str
+) -> None:
+    bank = Bank(pg_settings)
+    ledger = Ledger(pg_settings, prefix, contracts={"Opened": AccountOpened})
+    ledger.consumer.start()
+    opened = {"originator_id": str(uuid.uuid4()), "originator_version": 1}
+    opened["timestamp"] = "2026-11-24T12:00:00+00:00"
+    publish_raw(prefix, {"message_type": "Opened", "body": opened})
+    publish_raw(
+        prefix,
+        {
+            "message_type": "Opened",
+            "body": {**opened, "owner": "x", "overdraft_limit": "1"},
+        },
+        message_version=2,
+    )
+    open_accounts(bank, 1)
+    run_until_idle(
+        Relay(
+            bank,
+            "bank",
+            ConfirmedPublisher(URL, f"{prefix}.events"),
+            integration_events=INTEGRATION_EVENTS,
+        )
+    )
+
+    assert eventually(lambda: len(ledger.rows()) == 2)
+    assert eventually(lambda: queue_depth(f"{prefix}.ledger.dlq") == 2)
+    ledger.consumer.stop()
+    reasons = {headers[ERROR_HEADER] for _, headers in dead_letters(prefix)}
+    assert reasons == {
+        "invalid Opened: owner: Field required; overdraft_limit: Field required",
+        "Opened version 2 is newer than this consumer understands (1)",
+    }

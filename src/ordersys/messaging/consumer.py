@@ -9,7 +9,8 @@ finds its record and changes nothing.
 
 A message that cannot be handled goes to the queue's dead-letter queue
 (``<queue>.dlq``) with the reason in the ``x-ordersys-error`` header: at once if
-it is malformed or of a type nobody handles, after ``max_attempts`` if its
+it is malformed, of a type nobody handles, or does not fit its contract (see
+:mod:`ordersys.messaging.contracts`); after ``max_attempts`` if its
 handler keeps failing (it is retried with backoff before that). The quorum
 queue's delivery limit dead-letters it as well should the consumer die each time.
 """
@@ -29,6 +30,8 @@ from kombu.messaging import Producer
 from psycopg import sql
 
 from ordersys.errors import InvalidInput
+from ordersys.messages import Message
+from ordersys.messaging.contracts import check
 from ordersys.persistence.database import connect, ensure_schema
 from ordersys.settings import Settings
 from ordersys.transport import Envelope, Undecodable, consume_in_thread
@@ -111,8 +114,10 @@ class EventConsumer:
         prefix: str | None = None,
         prefetch: int = 20,
         max_attempts: int = 5,
+        contracts: Mapping[str, type[Message]] | None = None,
     ) -> None:
         self.settings = settings
+        self.contracts = dict(contracts or {})
         prefix = prefix or settings.messaging_prefix
         self.name = f"{prefix}.{queue}"
         self.handlers = dict(handlers)
@@ -189,9 +194,13 @@ class EventConsumer:
         if body["message_type"] not in self.handlers:
             raise InvalidInput(f"{self.name} handles no {body['message_type']!r}")
         headers["message_id"] = str(message_id)
-        return Envelope(
+        envelope = Envelope(
             str(body["message_type"]), dict(body.get("body") or {}), headers
         )
+        contract = self.contracts.get(envelope.message_type)
+        if contract is not None:
+            check(envelope, contract)
+        return envelope
 
     def apply(self, envelope: Envelope) -> bool:
         """Apply ``envelope`` once; False if it had been applied already."""

@@ -26,6 +26,7 @@ from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
 from pydantic_core import to_jsonable_python
 
 from ordersys.application import Application
+from ordersys.messaging.contracts import VERSION_HEADER
 from ordersys.messaging.publisher import ConfirmedPublisher, Outgoing
 
 logger = logging.getLogger("ordersys.relay")
@@ -142,7 +143,12 @@ class Relay:
             routing_key=f"{self.service}.{name}",
             body=body,
             message_id=message_id,
-            headers={"message_id": message_id, "origin": self.service},
+            headers={
+                "message_id": message_id,
+                "origin": self.service,
+                "message_type": name,
+                VERSION_HEADER: getattr(type(domain_event), "class_version", 1),
+            },
         )
 
     def start(self, poll_interval: float = 0.02) -> None:
