@@ -5,15 +5,19 @@ applied twice. Runs in a RabbitMQ vhost of its own."""
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
+from ordersys import InfrastructureUnavailable, RequestTimeout
 from ordersys.messaging.publisher import ConfirmedPublisher
 from ordersys.messaging.relay import Relay
 from ordersys.settings import Settings
+from ordersys.transport import Envelope, KombuTransport
 from tests.contracts.transport import eventually
 from tests.integration.test_messaging_rabbitmq import INTEGRATION_EVENTS, Ledger
 from tests.unit.accounts import Account, Bank
@@ -73,3 +77,36 @@ def test_closing_all_connections_mid_stream_loses_and_doubles_nothing(
     assert closed == 4
     assert len(rows) == EVENTS
     assert len({message_id for message_id, _ in rows}) == EVENTS
+
+
+def test_rpc_servers_and_callers_recover_after_all_connections_are_closed(
+    vhost: str,
+) -> None:
+    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    server, client = KombuTransport(url), KombuTransport(url)
+    server.serve("echo", lambda e: e.body["n"])
+    assert client.call("echo", Envelope.new("echo", {"n": 0}), timeout=5) == 0
+
+    rabbitmqctl("close_all_connections", "--vhost", vhost, "fault injection")
+
+    def call(n: int) -> object:
+        for _ in range(50):
+            try:
+                return client.call("echo", Envelope.new("echo", {"n": n}), timeout=2)
+            except (InfrastructureUnavailable, RequestTimeout):
+                time.sleep(0.1)  # the first call finds its connection gone
+        return None
+
+    results: dict[int, object] = {}
+    threads = [
+        threading.Thread(target=lambda n=n: results.__setitem__(n, call(n)))
+        for n in range(1, 9)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    client.close()
+    server.close()
+
+    assert results == {n: n for n in range(1, 9)}
