@@ -4,9 +4,14 @@ with confirms, consumers apply each event once, poison goes to the DLQ."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,6 +32,7 @@ from tests.integration.test_transport_rabbitmq import URL, delete_topology
 from tests.unit.accounts import Account, Bank
 
 INTEGRATION_EVENTS = [Account.Opened, Account.Deposited]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Ledger:
@@ -336,3 +342,39 @@ def test_messages_that_break_their_contract_are_dead_lettered_with_the_reason(
         "invalid Opened: owner: Field required; overdraft_limit: Field required",
         "Opened version 2 is newer than this consumer understands (1)",
     }
+
+
+def test_a_relay_process_killed_mid_stream_loses_and_doubles_nothing(
+    pg_settings: Settings, prefix: str
+) -> None:
+    bank = Bank(pg_settings)
+    for start in range(0, 1500, 500):
+        accounts = [Account(f"owner{n}", Decimal(0)) for n in range(start, start + 500)]
+        for account in accounts:
+            account.deposit(Decimal(1))
+        bank.save(*accounts)
+    ledger = Ledger(pg_settings, prefix)
+    ledger.consumer.start()
+    worker = [sys.executable, "-m", "tests.integration.relay_worker"]
+    worker += [pg_settings.postgres_schema, prefix]
+
+    for _ in range(2):
+        process = subprocess.Popen(worker, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "started"
+        time.sleep(0.3)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finished = subprocess.run(
+        worker, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    assert eventually(lambda: len(ledger.rows()) == 3000, within=60)
+    assert eventually(lambda: queue_depth(f"{prefix}.ledger") == 0)
+    ledger.consumer.stop()
+    rows = ledger.rows()
+    print(
+        f"3000 events, relay killed twice, {ledger.consumer.duplicates} duplicates left alone"
+    )
+    assert len({message_id for message_id, _ in rows}) == len(rows) == 3000

@@ -138,6 +138,8 @@ class EventConsumer:
             )
             register_queue(conn, self.schema, self.name)
         self._attempts: dict[str, int] = {}
+        self.duplicates = 0
+        """Messages received again after they were applied (and left alone)."""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._connection: psycopg.Connection[Any] | None = None
@@ -216,6 +218,8 @@ class EventConsumer:
                 ).rowcount
                 if recorded:
                     self.handlers[envelope.message_type](envelope, conn)
+                else:
+                    self.duplicates += 1
         except psycopg.OperationalError:
             conn.close()
             raise
