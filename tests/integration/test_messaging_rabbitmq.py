@@ -374,7 +374,6 @@ def test_a_relay_process_killed_mid_stream_loses_and_doubles_nothing(
     assert eventually(lambda: queue_depth(f"{prefix}.ledger") == 0)
     ledger.consumer.stop()
     rows = ledger.rows()
-    print(
-        f"3000 events, relay killed twice, {ledger.consumer.duplicates} duplicates left alone"
-    )
+    duplicates = ledger.consumer.duplicates
+    print(f"3000 events, relay killed twice, {duplicates} duplicates left alone")
     assert len({message_id for message_id, _ in rows}) == len(rows) == 3000
