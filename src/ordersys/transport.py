@@ -45,6 +45,8 @@ from ordersys.errors import (
 logger = logging.getLogger("ordersys.transport")
 
 REPLY_TO = "amq.rabbitmq.reply-to"
+ERROR_HEADER = "x-ordersys-error"
+"""Why a dead letter is one."""
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,9 @@ class KombuTransport(Transport):
         self.address = url.split("://", 1)[-1].rsplit("@", 1)[-1]
         self.commands = Exchange(f"{prefix}.commands", type="direct", durable=True)
         self.events = Exchange(f"{prefix}.events", type="topic", durable=True)
+        self.dead_letters = Exchange(
+            f"{prefix}.dead-letters", type="direct", durable=True
+        )
         self._local = threading.local()
         self._publisher_lock = threading.Lock()
         self._publisher: Connection | None = None
@@ -322,11 +327,23 @@ class KombuTransport(Transport):
         )
 
     def service_queue(self, service: str) -> Queue:
+        """A service's request queue; what it cannot take goes to its DLQ."""
+        name = f"{self.prefix}.{service}.commands"
         return Queue(
-            f"{self.prefix}.{service}.commands",
+            name,
             exchange=self.commands,
             routing_key=service,
             durable=True,
+            queue_arguments={
+                "x-dead-letter-exchange": self.dead_letters.name,
+                "x-dead-letter-routing-key": name,
+            },
+        )
+
+    def service_dlq(self, service: str) -> Queue:
+        name = f"{self.prefix}.{service}.commands"
+        return Queue(
+            f"{name}.dlq", exchange=self.dead_letters, routing_key=name, durable=True
         )
 
     def _reply_channel(self) -> _ReplyChannel:
@@ -381,14 +398,28 @@ class KombuTransport(Transport):
         return result_of(reply_channel.replies.pop(correlation_id))
 
     def serve(self, service: str, handler: RequestHandler) -> None:
+        with Connection(self.url, connect_timeout=5) as connection:
+            self.service_dlq(service)(connection.default_channel).declare()
+
         def on_request(body: Any, message: KombuMessage, producer: Producer) -> None:
             try:
                 envelope = Envelope(
                     body["message_type"], body["body"], _headers(message)
                 )
             except (KeyError, TypeError):
-                logger.error("%s: rejected a malformed request: %.200r", service, body)
-                message.reject(requeue=False)
+                reason = f"malformed request: {str(body)[:200]!r}"
+                logger.error("%s: dead-lettered: %s", service, reason)
+                queue = self.service_queue(service).name
+                producer.publish(
+                    message.body,
+                    exchange=self.dead_letters,
+                    routing_key=queue,
+                    headers={**(message.headers or {}), ERROR_HEADER: reason},
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    delivery_mode=2,
+                )
+                message.ack()
                 return
             reply = reply_from(handler, envelope)
             reply_to = message.properties.get("reply_to")

@@ -10,6 +10,7 @@ import pytest
 from kombu.connection import Connection
 
 from ordersys import InfrastructureUnavailable
+from ordersys.messaging.dlq import DeadLetters
 from ordersys.processes import ProcessRunner
 from ordersys.settings import Settings
 from ordersys.transport import Envelope, KombuTransport, RpcSender, Transport, serve_bus
@@ -82,7 +83,7 @@ def test_a_sagas_commands_travel_over_rabbitmq_to_a_command_bus(
     assert hold.reason == "hold refused: no seats left for sold out"
 
 
-def test_a_malformed_request_is_rejected_and_the_service_keeps_serving() -> None:
+def test_a_malformed_request_is_dead_lettered_and_the_service_keeps_serving() -> None:
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     transport = KombuTransport(URL, prefix=prefix)
     transport.serve("echo", lambda e: e.body)
@@ -96,8 +97,12 @@ def test_a_malformed_request_is_rejected_and_the_service_keeps_serving() -> None
                 routing_key="echo",
             )
         result = transport.call("echo", Envelope.new("echo", {"n": 1}), timeout=5)
+        [letter] = DeadLetters(URL, f"{prefix}.echo.commands").peek()
     finally:
         transport.close()
         delete_topology(prefix)
+        with Connection(URL) as connection:
+            connection.default_channel.exchange_delete(f"{prefix}.dead-letters")
 
     assert result == {"n": 1}
+    assert letter.reason == "malformed request: 'not an envelope'"

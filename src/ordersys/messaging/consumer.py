@@ -34,14 +34,17 @@ from ordersys.messages import Message
 from ordersys.messaging.contracts import check
 from ordersys.persistence.database import connect, ensure_schema
 from ordersys.settings import Settings
-from ordersys.transport import Envelope, Undecodable, consume_in_thread
+from ordersys.transport import (
+    ERROR_HEADER,
+    Envelope,
+    Undecodable,
+    consume_in_thread,
+)
 
 logger = logging.getLogger("ordersys.consumer")
 
 Handler = Callable[[Envelope, psycopg.Connection[Any]], None]
 """Applies one event using the given connection, inside its transaction."""
-
-ERROR_HEADER = "x-ordersys-error"
 
 
 def dead_letter_exchange(prefix: str) -> Exchange:

@@ -17,7 +17,7 @@ import amqp
 from kombu.connection import Connection
 
 from ordersys.errors import InfrastructureUnavailable, NotFound
-from ordersys.messaging.consumer import ERROR_HEADER
+from ordersys.transport import ERROR_HEADER
 
 
 @dataclass(frozen=True)
