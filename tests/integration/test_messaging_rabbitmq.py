@@ -87,8 +87,6 @@ def prefix() -> Iterator[str]:
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     yield prefix
     delete_topology(prefix)
-    with Connection(URL) as connection:
-        connection.default_channel.exchange_delete(f"{prefix}.dead-letters")
 
 
 def run_until_idle(relay: Relay) -> None:

@@ -33,8 +33,8 @@ def delete_topology(prefix: str) -> None:
         for queue in listed:
             if queue.startswith(prefix):
                 channel.queue_delete(queue)
-        for exchange in (f"{prefix}.commands", f"{prefix}.events"):
-            channel.exchange_delete(exchange)
+        for exchange in ("commands", "events", "dead-letters"):
+            channel.exchange_delete(f"{prefix}.{exchange}")
 
 
 class TestKombuTransport(TransportContract):
@@ -101,8 +101,6 @@ def test_a_malformed_request_is_dead_lettered_and_the_service_keeps_serving() ->
     finally:
         transport.close()
         delete_topology(prefix)
-        with Connection(URL) as connection:
-            connection.default_channel.exchange_delete(f"{prefix}.dead-letters")
 
     assert result == {"n": 1}
     assert letter.reason == "malformed request: 'not an envelope'"
