@@ -22,7 +22,9 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -41,6 +43,7 @@ from ordersys.errors import (
     RequestTimeout,
     error_from_dict,
 )
+from ordersys.observability.logs import log_context
 
 logger = logging.getLogger("ordersys.transport")
 
@@ -60,9 +63,35 @@ class Envelope:
 
     @classmethod
     def new(cls, message_type: str, body: dict[str, Any], **headers: str) -> Envelope:
+        """A new envelope; inside a handler it carries on the correlation id and
+        trace context of the message being handled."""
+        for key, value in _handling.get().items():
+            headers.setdefault(key, value)
         headers.setdefault("message_id", str(uuid.uuid4()))
         headers.setdefault("correlation_id", headers["message_id"])
         return cls(message_type, body, headers)
+
+
+PROPAGATED = ("correlation_id", "traceparent", "tracestate")
+"""Headers that follow a unit of work from message to message (W3C trace context)."""
+
+_handling: ContextVar[dict[str, str]] = ContextVar("ordersys_handling", default={})  # noqa: B039
+
+
+@contextmanager
+def handling(envelope: Envelope) -> Iterator[None]:
+    """Handle ``envelope`` in its context: messages sent meanwhile carry on its
+    correlation id and trace context, and log lines name them."""
+    carried = {k: envelope.headers[k] for k in PROPAGATED if k in envelope.headers}
+    token = _handling.set(carried)
+    try:
+        with log_context(
+            message_type=envelope.message_type,
+            correlation_id=carried.get("correlation_id", ""),
+        ):
+            yield
+    finally:
+        _handling.reset(token)
 
 
 RequestHandler = Callable[[Envelope], Any]
@@ -72,7 +101,8 @@ EventHandler = Callable[[Envelope], None]
 def reply_from(handler: RequestHandler, envelope: Envelope) -> dict[str, Any]:
     """Run ``handler`` and turn its outcome into a reply body."""
     try:
-        return {"result": to_jsonable_python(handler(envelope))}
+        with handling(envelope):
+            return {"result": to_jsonable_python(handler(envelope))}
     except OrdersysError as e:
         return {"error": e.to_dict()}
     except Exception as e:
@@ -162,7 +192,8 @@ class MemoryTransport(Transport):
         for queue, (patterns, handler) in queues:
             if any(topic_matches(p, routing_key) for p in patterns):
                 try:
-                    handler(envelope)
+                    with handling(envelope):
+                        handler(envelope)
                 except Exception:
                     logger.exception("%s: %s not handled", queue, envelope.message_type)
 
@@ -473,7 +504,11 @@ class KombuTransport(Transport):
 
         def on_event(body: Any, message: KombuMessage, _: Producer) -> None:
             try:
-                handler(Envelope(body["message_type"], body["body"], _headers(message)))
+                envelope = Envelope(
+                    body["message_type"], body["body"], _headers(message)
+                )
+                with handling(envelope):
+                    handler(envelope)
             except Exception:
                 logger.exception("%s: %s not handled", queue, body.get("message_type"))
                 message.reject(requeue=False)

@@ -79,6 +79,29 @@ class TransportContract(ABC):
 
         assert bus.call(name, envelope, timeout=5) == "corr-1"
 
+    def test_a_handler_passes_its_correlation_and_trace_context_on(
+        self, bus: Transport, name: str
+    ) -> None:
+        bus.serve(
+            f"{name}b",
+            lambda e: {k: e.headers[k] for k in ("correlation_id", "traceparent")},
+        )
+        bus.serve(
+            f"{name}a",
+            lambda e: bus.call(f"{name}b", Envelope.new("b.look", {}), timeout=5),
+        )
+        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+        seen = bus.call(
+            f"{name}a",
+            Envelope.new(
+                "a.start", {}, correlation_id="order-7", traceparent=traceparent
+            ),
+            timeout=10,
+        )
+
+        assert seen == {"correlation_id": "order-7", "traceparent": traceparent}
+
     def test_concurrent_callers_each_get_their_own_reply(
         self, bus: Transport, name: str
     ) -> None:

@@ -39,6 +39,7 @@ from ordersys.transport import (
     Envelope,
     Undecodable,
     consume_in_thread,
+    handling,
 )
 
 logger = logging.getLogger("ordersys.consumer")
@@ -220,7 +221,8 @@ class EventConsumer:
                     (self.name, envelope.headers["message_id"]),
                 ).rowcount
                 if recorded:
-                    self.handlers[envelope.message_type](envelope, conn)
+                    with handling(envelope):
+                        self.handlers[envelope.message_type](envelope, conn)
                 else:
                     self.duplicates += 1
         except psycopg.OperationalError:
