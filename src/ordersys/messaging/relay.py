@@ -27,7 +27,7 @@ from pydantic_core import to_jsonable_python
 
 from ordersys.application import Application
 from ordersys.messaging.contracts import VERSION_HEADER
-from ordersys.messaging.publisher import ConfirmedPublisher, Outgoing
+from ordersys.messaging.publisher import Outgoing, Publisher
 
 logger = logging.getLogger("ordersys.relay")
 
@@ -56,7 +56,7 @@ class Relay:
         self,
         app: Application,
         service: str,
-        publisher: ConfirmedPublisher,
+        publisher: Publisher,
         *,
         integration_events: Iterable[type[Any]],
         batch_size: int = 500,
