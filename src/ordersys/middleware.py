@@ -13,8 +13,9 @@ from ordersys.messages import Message
 
 logger = logging.getLogger("ordersys.bus")
 
-Observer = Callable[[str, float, str], None]
-"""``observer(message_type, seconds, outcome)``; outcome is ``ok`` or an error code."""
+Observer = Callable[[Message, float, str], None]
+"""``observer(message, seconds, outcome)``; outcome is ``ok``, the code of the
+domain error raised, or ``error`` for anything else."""
 
 
 def logging_middleware(message: Message, call_next: Next) -> Any:
@@ -49,6 +50,6 @@ def timing_middleware(observer: Observer) -> Callable[[Message, Next], Any]:
             outcome = "error"
             raise
         finally:
-            observer(type(message).message_type, time.perf_counter() - started, outcome)
+            observer(message, time.perf_counter() - started, outcome)
 
     return middleware

@@ -94,6 +94,15 @@ def run_until_idle(relay: Relay) -> None:
         pass
 
 
+def relay_everything(bank: Bank, prefix: str) -> None:
+    """Publish every integration event of ``bank`` so far, confirmed."""
+    publisher = ConfirmedPublisher(URL, f"{prefix}.events")
+    run_until_idle(
+        Relay(bank, "bank", publisher, integration_events=INTEGRATION_EVENTS)
+    )
+    publisher.close()
+
+
 def open_accounts(bank: Bank, count: int, owner: str = "owner") -> None:
     for n in range(count):
         account = Account(f"{owner}{n}", Decimal(0))
@@ -193,18 +202,11 @@ def test_a_poison_event_goes_to_the_dlq_with_its_reason_and_the_rest_are_applied
     ledger.consumer.start()
     open_accounts(bank, 1, owner="poison")
     open_accounts(bank, 5)
-    relay = Relay(
-        bank,
-        "bank",
-        ConfirmedPublisher(URL, f"{prefix}.events"),
-        integration_events=INTEGRATION_EVENTS,
-    )
-    run_until_idle(relay)
+    relay_everything(bank, prefix)
 
     assert eventually(lambda: len(ledger.rows()) == 11)
     assert eventually(lambda: queue_depth(f"{prefix}.ledger.dlq") == 1)
     ledger.consumer.stop()
-    relay.publisher.close()
     [(_, headers)] = dead_letters(prefix)
     assert "failed 3 times" in headers[ERROR_HEADER]
     assert "poison owner" in headers[ERROR_HEADER]
@@ -224,18 +226,11 @@ def test_a_malformed_message_is_dead_lettered_and_the_consumer_goes_on(
             routing_key="bank.Opened",
         )
     open_accounts(bank, 2)
-    relay = Relay(
-        bank,
-        "bank",
-        ConfirmedPublisher(URL, f"{prefix}.events"),
-        integration_events=INTEGRATION_EVENTS,
-    )
-    run_until_idle(relay)
+    relay_everything(bank, prefix)
 
     assert eventually(lambda: len(ledger.rows()) == 4)
     assert eventually(lambda: queue_depth(f"{prefix}.ledger.dlq") == 1)
     ledger.consumer.stop()
-    relay.publisher.close()
     [(_, headers)] = dead_letters(prefix)
     assert "malformed" in headers[ERROR_HEADER]
 
@@ -252,14 +247,7 @@ def test_dlq_replay_re_drives_a_poison_event_once_the_handler_is_fixed(
     ledger = Ledger(pg_settings, prefix, poison="poison0")
     ledger.consumer.start()
     open_accounts(bank, 1, owner="poison")
-    run_until_idle(
-        Relay(
-            bank,
-            "bank",
-            ConfirmedPublisher(URL, f"{prefix}.events"),
-            integration_events=INTEGRATION_EVENTS,
-        )
-    )
+    relay_everything(bank, prefix)
     queue = f"{prefix}.ledger"
     assert eventually(lambda: queue_depth(f"{queue}.dlq") == 1)
 
@@ -323,14 +311,7 @@ def test_messages_that_break_their_contract_are_dead_lettered_with_the_reason(
         message_version=2,
     )
     open_accounts(bank, 1)
-    run_until_idle(
-        Relay(
-            bank,
-            "bank",
-            ConfirmedPublisher(URL, f"{prefix}.events"),
-            integration_events=INTEGRATION_EVENTS,
-        )
-    )
+    relay_everything(bank, prefix)
 
     assert eventually(lambda: len(ledger.rows()) == 2)
     assert eventually(lambda: queue_depth(f"{prefix}.ledger.dlq") == 2)

@@ -96,7 +96,9 @@ def test_middleware_wraps_handlers_in_order_outermost_first() -> None:
 def test_timing_middleware_reports_duration_and_outcome() -> None:
     observed: list[tuple[str, str]] = []
     bus = QueryBus(
-        middleware=[timing_middleware(lambda t, s, o: observed.append((t, o)))]
+        middleware=[
+            timing_middleware(lambda m, s, o: observed.append((m.message_type, o)))
+        ]
     )
 
     def missing(query: GetAccount) -> None:

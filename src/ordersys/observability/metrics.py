@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +23,8 @@ from prometheus_client.registry import Collector
 
 from ordersys.bus import Next
 from ordersys.commands import Command
-from ordersys.errors import OrdersysError
 from ordersys.messages import Message
+from ordersys.middleware import timing_middleware
 from ordersys.projections import ProjectionRunner
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -53,24 +52,13 @@ def metrics_middleware(
         registry=registry,
     )
 
-    def middleware(message: Message, call_next: Next) -> Any:
+    def observe(message: Message, elapsed: float, outcome: str) -> None:
         kind = "command" if isinstance(message, Command) else "query"
         name = type(message).message_type
-        started = time.perf_counter()
-        outcome = "ok"
-        try:
-            return call_next(message)
-        except OrdersysError as e:
-            outcome = e.code
-            raise
-        except Exception:
-            outcome = "error"
-            raise
-        finally:
-            seconds.labels(kind, name).observe(time.perf_counter() - started)
-            handled.labels(kind, name, outcome).inc()
+        seconds.labels(kind, name).observe(elapsed)
+        handled.labels(kind, name, outcome).inc()
 
-    return middleware
+    return timing_middleware(observe)
 
 
 class ProjectionCollector(Collector):
