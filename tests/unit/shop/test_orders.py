@@ -90,8 +90,40 @@ def test_removing_an_item_not_on_the_order_is_refused() -> None:
         pending(line(BOOK, 1, 1299)).remove_item(PEN)
 
 
-def test_confirming_records_it() -> None:
-    order = pending(line(BOOK, 1, 1299))
+def test_submitting_records_the_lines_and_total_for_the_saga() -> None:
+    order = pending(line(BOOK, 2, 1299))
+
+    order.submit()
+
+    lines = [{"product_id": str(BOOK), "quantity": 2, "unit_price_cents": 1299}]
+    assert recorded(order) == [
+        ("OrderSubmitted", {"lines": lines, "total_cents": 2598})
+    ]
+    assert order.status == Status.SUBMITTED
+
+
+def test_an_empty_order_cannot_be_submitted() -> None:
+    with pytest.raises(BusinessRuleViolation, match="without items"):
+        pending().submit()
+
+
+def submitted() -> Order:
+    order = Order.place(CUSTOMER, [line(BOOK, 1, 1299)])
+    order.submit()
+    return given(order)
+
+
+def test_no_items_are_added_or_removed_after_submission() -> None:
+    order = submitted()
+
+    with pytest.raises(BusinessRuleViolation, match="an order that is SUBMITTED"):
+        order.add_item(PEN, 1, 150)
+    with pytest.raises(BusinessRuleViolation, match="cannot remove items from"):
+        order.remove_item(BOOK)
+
+
+def test_confirming_a_submitted_order_records_it() -> None:
+    order = submitted()
 
     order.confirm()
 
@@ -99,26 +131,15 @@ def test_confirming_records_it() -> None:
     assert order.status == Status.CONFIRMED
 
 
-def test_an_empty_order_cannot_be_confirmed() -> None:
-    with pytest.raises(BusinessRuleViolation, match="without items"):
-        pending().confirm()
+def test_an_order_is_confirmed_only_once_submitted() -> None:
+    with pytest.raises(BusinessRuleViolation, match="confirm an order that is PENDING"):
+        pending(line(BOOK, 1, 1)).confirm()
 
 
 def confirmed() -> Order:
-    order = Order.place(CUSTOMER, [line(BOOK, 1, 1299)])
+    order = submitted()
     order.confirm()
     return given(order)
-
-
-def test_no_items_are_added_or_removed_after_confirmation() -> None:
-    order = confirmed()
-
-    with pytest.raises(
-        BusinessRuleViolation, match="cannot add items to an order that is CONFIRMED"
-    ):
-        order.add_item(PEN, 1, 150)
-    with pytest.raises(BusinessRuleViolation, match="cannot remove items from"):
-        order.remove_item(BOOK)
 
 
 def test_cancelling_records_the_reason() -> None:
@@ -177,7 +198,8 @@ def test_a_shipped_order_is_not_cancelled() -> None:
 
 
 ALLOWED = {
-    Status.PENDING: {Status.PENDING, Status.CONFIRMED, Status.CANCELLED},
+    Status.PENDING: {Status.PENDING, Status.SUBMITTED, Status.CANCELLED},
+    Status.SUBMITTED: {Status.SUBMITTED, Status.CONFIRMED, Status.CANCELLED},
     Status.CONFIRMED: {Status.CONFIRMED, Status.CANCELLED, Status.SHIPPED},
     Status.SHIPPED: {Status.SHIPPED, Status.DELIVERED},
     Status.DELIVERED: {Status.DELIVERED},
@@ -191,7 +213,7 @@ commands = st.lists(
         ),
         st.tuples(st.just("remove"), products, st.just(0), st.just(0)),
         st.tuples(
-            st.sampled_from(["confirm", "ship", "deliver", "cancel"]),
+            st.sampled_from(["submit", "confirm", "ship", "deliver", "cancel"]),
             products,
             st.just(0),
             st.just(0),

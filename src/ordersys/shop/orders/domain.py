@@ -3,11 +3,15 @@
 Money is in integer cents. The total is derived from the lines, never stored on
 its own, so it always equals their sum.
 
-::
+A customer fills a PENDING order and submits it; from then on its items are
+fixed, and the order saga reserves the stock and takes the payment before it
+confirms the order (or cancels it, saying why)::
 
-    PENDING --confirm--> CONFIRMED --ship--> SHIPPED --deliver--> DELIVERED
-       |                     |
-       +------cancel---------+--> CANCELLED
+    PENDING --submit--> SUBMITTED --confirm--> CONFIRMED --ship--> SHIPPED
+       |                    |                      |                  |
+       +--------------------+----cancel------------+--> CANCELLED   deliver
+                                                                      v
+                                                                  DELIVERED
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ MAX_LINES = 100
 
 class Status(StrEnum):
     PENDING = "PENDING"
+    SUBMITTED = "SUBMITTED"
     CONFIRMED = "CONFIRMED"
     CANCELLED = "CANCELLED"
     SHIPPED = "SHIPPED"
@@ -51,6 +56,10 @@ class Order(Aggregate):
 
     class ItemRemoved(Aggregate.Event):
         product_id: str
+
+    class OrderSubmitted(Aggregate.Event):
+        lines: list[dict[str, Any]]
+        total_cents: int
 
     class OrderConfirmed(Aggregate.Event):
         pass
@@ -135,10 +144,21 @@ class Order(Aggregate):
     def _item_removed(self, product_id: str) -> None:
         del self.lines[product_id]
 
-    def confirm(self) -> None:
-        self._require(Status.PENDING, action="confirm")
+    def submit(self) -> None:
+        """Check out: the items are fixed and the order awaits stock and payment."""
+        self._require(Status.PENDING, action="submit")
         if not self.lines:
-            raise BusinessRuleViolation("cannot confirm an order without items")
+            raise BusinessRuleViolation("cannot submit an order without items")
+        self._submitted(list(self.lines.values()), self.total_cents)
+
+    # The event carries the lines and total, for the saga that reacts to it.
+    @event(OrderSubmitted)
+    def _submitted(self, lines: list[dict[str, Any]], total_cents: int) -> None:  # noqa: ARG002
+        self.status = Status.SUBMITTED
+
+    def confirm(self) -> None:
+        """Stock is reserved and the payment captured."""
+        self._require(Status.SUBMITTED, action="confirm")
         self._confirmed()
 
     @event(OrderConfirmed)
@@ -146,7 +166,9 @@ class Order(Aggregate):
         self.status = Status.CONFIRMED
 
     def cancel(self, reason: str) -> None:
-        self._require(Status.PENDING, Status.CONFIRMED, action="cancel")
+        self._require(
+            Status.PENDING, Status.SUBMITTED, Status.CONFIRMED, action="cancel"
+        )
         if not reason.strip():
             raise InvalidInput("say why the order is cancelled", field="reason")
         self._cancelled(reason.strip())
