@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from ordersys.errors import InfrastructureUnavailable
+from ordersys.settings import address_of
 
 if TYPE_CHECKING:
     from ordersys.settings import Settings
@@ -110,7 +111,7 @@ class RedisCache(ReadModelCache):
         self._client: redis.Redis = redis.Redis.from_url(
             url, socket_timeout=2, socket_connect_timeout=2
         )
-        self._address = url.split("://", 1)[-1].rsplit("@", 1)[-1]
+        self._address = address_of(url)
         self._prefix = prefix
         self._ttl = ttl
         self._put = self._client.register_script(_PUT_IF_NEWER)

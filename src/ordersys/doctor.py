@@ -10,7 +10,7 @@ from kombu.connection import Connection
 
 from ordersys.errors import InfrastructureUnavailable
 from ordersys.persistence.database import connect
-from ordersys.settings import Settings
+from ordersys.settings import Settings, address_of
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,6 @@ class Check:
     detail: str
 
 
-def _redact(url: str) -> str:
-    """An address without its credentials."""
-    return url.split("://", 1)[-1].rsplit("@", 1)[-1]
-
-
 def postgres_version(settings: Settings) -> str:
     with connect(settings, dbname="postgres") as conn:
         row = conn.execute("SHOW server_version").fetchone()
@@ -35,7 +30,7 @@ def postgres_version(settings: Settings) -> str:
 
 
 def rabbitmq_version(settings: Settings) -> str:
-    address = _redact(settings.rabbitmq_url)
+    address = address_of(settings.rabbitmq_url)
     try:
         with Connection(settings.rabbitmq_url, connect_timeout=3) as conn:
             conn.ensure_connection(max_retries=1)
@@ -49,7 +44,7 @@ def rabbitmq_version(settings: Settings) -> str:
 
 
 def redis_version(settings: Settings) -> str:
-    address = _redact(settings.redis_url)
+    address = address_of(settings.redis_url)
     try:
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
         with client:
@@ -61,8 +56,8 @@ def redis_version(settings: Settings) -> str:
 
 PROBES: dict[str, tuple[Callable[[Settings], str], Callable[[Settings], str]]] = {
     "PostgreSQL": (postgres_version, lambda s: s.postgres_address),
-    "RabbitMQ": (rabbitmq_version, lambda s: _redact(s.rabbitmq_url)),
-    "Redis": (redis_version, lambda s: _redact(s.redis_url)),
+    "RabbitMQ": (rabbitmq_version, lambda s: address_of(s.rabbitmq_url)),
+    "Redis": (redis_version, lambda s: address_of(s.redis_url)),
 }
 
 

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         return f"{self.postgres_host}:{self.postgres_port}"
 
 
+def address_of(url: str) -> str:
+    """A server URL as errors and logs may show it: without scheme or credentials."""
+    return url.split("://", 1)[-1].rsplit("@", 1)[-1]
+
+
 def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
     """Read settings from the environment, naming the variable of a bad value.
 

@@ -44,6 +44,7 @@ from ordersys.errors import (
     error_from_dict,
 )
 from ordersys.observability.logs import log_context
+from ordersys.settings import address_of
 
 logger = logging.getLogger("ordersys.transport")
 
@@ -259,7 +260,7 @@ def consume_in_thread(
     )
     thread.start()
     if not ready.wait(10):
-        address = url.split("://", 1)[-1].rsplit("@", 1)[-1]
+        address = address_of(url)
         raise InfrastructureUnavailable(
             "RabbitMQ", address, f"{name} could not start consuming"
         )
@@ -340,7 +341,7 @@ class KombuTransport(Transport):
         self.url = url
         self.prefix = prefix
         self.prefetch = prefetch
-        self.address = url.split("://", 1)[-1].rsplit("@", 1)[-1]
+        self.address = address_of(url)
         self.commands = Exchange(f"{prefix}.commands", type="direct", durable=True)
         self.events = Exchange(f"{prefix}.events", type="topic", durable=True)
         self.dead_letters = Exchange(

@@ -17,6 +17,7 @@ import amqp
 from kombu.connection import Connection
 
 from ordersys.errors import InfrastructureUnavailable, NotFound
+from ordersys.settings import address_of
 from ordersys.transport import ERROR_HEADER
 
 
@@ -37,7 +38,7 @@ class DeadLetters:
         self.url = url
         self.queue = queue
         self.dlq = f"{queue}.dlq"
-        self.address = url.split("://", 1)[-1].rsplit("@", 1)[-1]
+        self.address = address_of(url)
 
     def _channel(self, connection: Connection) -> Any:
         try:

@@ -21,6 +21,7 @@ import amqp
 from kombu.connection import Connection
 
 from ordersys.errors import InfrastructureUnavailable
+from ordersys.settings import address_of
 from ordersys.transport import Envelope, Transport
 
 
@@ -43,7 +44,7 @@ class ConfirmedPublisher:
         self.url = url
         self.exchange = exchange
         self.confirm_timeout = confirm_timeout
-        self.address = url.split("://", 1)[-1].rsplit("@", 1)[-1]
+        self.address = address_of(url)
         self._connection: Connection | None = None
         self._channel: Any = None
         self._unconfirmed: set[int] = set()
