@@ -1,13 +1,14 @@
 """Users: registration and profile.
 
-The uniqueness of an email address spans all users, so it is the users
-service's to enforce (one user per normalized address); a user checks only its
-own rules.
+A user's id is derived from the normalized email address, so two registrations
+with one address are two writes of one aggregate id: the event store refuses
+the second, atomically, with no index to keep in step.
 """
 
 from __future__ import annotations
 
 import re
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from ordersys import Aggregate, InvalidInput, event
 
@@ -30,6 +31,11 @@ def _name(name: str) -> str:
     return cleaned
 
 
+def user_id(email: str) -> UUID:
+    """The id of the user registered with ``email`` (normalized first)."""
+    return uuid5(NAMESPACE_URL, f"ordersys:user:{normalize_email(email)}")
+
+
 class User(Aggregate):
     """A registered user, customer or admin."""
 
@@ -41,6 +47,10 @@ class User(Aggregate):
 
     class UserUpdated(Aggregate.Event):
         name: str
+
+    @classmethod
+    def create_id(cls, email: str) -> UUID:
+        return user_id(email)
 
     @event(UserRegistered)
     def __init__(self, email: str, name: str, password_hash: str, role: str) -> None:
