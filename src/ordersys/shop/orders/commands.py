@@ -7,7 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ordersys import Command
+from ordersys import Command, Query
 
 
 class OrderLine(BaseModel):
@@ -40,3 +40,28 @@ class UpdateOrderStatus(Command):
     order_id: UUID
     status: Literal["CONFIRMED", "CANCELLED"]
     reason: str = ""
+
+
+class GetOrder(Query):
+    """One order; with ``after_position`` it waits (bounded) until the read
+    model has caught up with that write."""
+
+    message_type = "order.get"
+    order_id: UUID
+    after_position: int | None = Field(None, ge=0)
+
+
+class ListOrders(Query):
+    """Orders newest first, of one customer and/or in one status, a page at a time."""
+
+    message_type = "orders.getAll"
+    customer_id: UUID | None = None
+    status: (
+        Literal[
+            "PENDING", "SUBMITTED", "CONFIRMED", "CANCELLED", "SHIPPED", "DELIVERED"
+        ]
+        | None
+    ) = None
+    limit: int = Field(20, ge=1, le=100)
+    offset: int = Field(0, ge=0)
+    after_position: int | None = Field(None, ge=0)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from ordersys import Application, CommandBus, Written
-from ordersys.shop.orders.commands import CreateOrder, SubmitOrder, UpdateOrderStatus
+from typing import Any
+
+from ordersys import Application, CommandBus, NotFound, QueryBus, Written
+from ordersys.projections import ProjectionRunner, ReadModel
+from ordersys.shop.orders.commands import (
+    CreateOrder,
+    GetOrder,
+    ListOrders,
+    SubmitOrder,
+    UpdateOrderStatus,
+)
 from ordersys.shop.orders.domain import Order, Status, line
+from ordersys.shop.orders.projections import OrderDetails
 
 
 class Orders(Application):
@@ -40,3 +50,45 @@ def register_handlers(bus: CommandBus, orders: Orders) -> None:
             else:
                 order.cancel(command.reason)
         return orders.write(order)
+
+
+def register_queries(
+    queries: QueryBus, runner: ProjectionRunner[OrderDetails], read: ReadModel
+) -> None:
+    """Answer order queries from the ``OrderDetails`` read model."""
+
+    def caught_up(position: int | None) -> None:
+        if position is not None:
+            runner.wait(position, timeout=5.0)
+
+    @queries.handles(GetOrder)
+    def get(query: GetOrder) -> dict[str, Any]:
+        caught_up(query.after_position)
+        order = read.get("orders", str(query.order_id))
+        if order is None:
+            raise NotFound(
+                f"order {query.order_id} not found", order_id=str(query.order_id)
+            )
+        return order
+
+    @queries.handles(ListOrders)
+    def list_orders(query: ListOrders) -> dict[str, Any]:
+        caught_up(query.after_position)
+        where: dict[str, Any] = {}
+        if query.customer_id is not None:
+            where["customer_id"] = str(query.customer_id)
+        if query.status is not None:
+            where["status"] = query.status
+        return {
+            "orders": read.find(
+                "orders",
+                where,
+                order_by="placed_at",
+                descending=True,
+                limit=query.limit,
+                offset=query.offset,
+            ),
+            "total": read.count("orders", where),
+            "limit": query.limit,
+            "offset": query.offset,
+        }
