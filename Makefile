@@ -32,6 +32,7 @@ test: $(BIN)/ordersys services lint typecheck
 	$(BIN)/pytest
 
 bench: $(BIN)/ordersys services
+	$(BIN)/python -m bench eventstore
 	$(BIN)/python -m bench messaging
 
 clean:

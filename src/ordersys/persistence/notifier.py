@@ -41,6 +41,8 @@ class ThrottledNotifier:
 
     def notify(self) -> None:
         """Ask for one NOTIFY, sent after every append that committed so far."""
+        if self._requested.is_set():
+            return  # a NOTIFY is due already, and it will be sent after now
         self._requested.set()
         with self._lock:
             if self._thread is None:
@@ -62,6 +64,6 @@ class ThrottledNotifier:
                 self._send()
             except Exception:
                 # Subscribers poll as well, so a failed wake-up only delays them.
-                log.warning("could not notify subscribers", exc_info=True)
+                log.debug("could not notify subscribers", exc_info=True)
             # Appends that commit during this pause share the next NOTIFY.
             time.sleep(self._interval)
