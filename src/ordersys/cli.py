@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from ordersys import __version__
@@ -12,6 +15,8 @@ from ordersys.errors import OrdersysError
 from ordersys.messaging import cli as dlq
 from ordersys.observability.logs import configure_logging
 from ordersys.settings import load_settings
+from ordersys.shop.services import SERVICES
+from ordersys.transport import KombuTransport
 
 
 def doctor(_: argparse.Namespace) -> int:
@@ -25,6 +30,22 @@ def doctor(_: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def run(args: argparse.Namespace) -> int:
+    """Run one service of the bundled system until SIGTERM or Ctrl-C."""
+    settings = load_settings()
+    transport = KombuTransport(settings.rabbitmq_url, prefix=settings.messaging_prefix)
+    service = SERVICES[args.service](settings, transport)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with service:
+        print(f"{service.name} ready, serving {len(service.handled())} message types")
+        sys.stdout.flush()
+        with contextlib.suppress(KeyboardInterrupt):
+            stopping.wait()
+    print(f"{service.name} stopped")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ordersys", description="ordersys: event sourcing and order management"
@@ -34,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "doctor", help="check that PostgreSQL, RabbitMQ and Redis are reachable"
     ).set_defaults(func=doctor)
+    runner = commands.add_parser("run", help="run one service of the bundled system")
+    runner.add_argument("service", choices=sorted(SERVICES), help="which one")
+    runner.set_defaults(func=run)
     dlq.add_commands(commands)
     return parser
 

@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     messaging_prefix: str = Field(
         "ordersys", description="Prefix of RabbitMQ exchanges and queues."
     )
+    saga_step_timeout: float = Field(
+        30.0, gt=0, description="Seconds the order saga waits for each step's reply."
+    )
+    payment_decline_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of charges the simulated provider declines."
+    )
+    payment_latency: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds the simulated payment provider takes per charge.",
+    )
     cache_ttl: int = Field(
         3600, ge=1, description="Seconds a cached read-model document lives."
     )

@@ -543,32 +543,47 @@ class KombuTransport(Transport):
             channel.close()
 
 
-def serve_bus(transport: Transport, service: str, bus: MessageBus[Any]) -> None:
-    """Answer ``service``'s requests by dispatching them on ``bus``."""
+def serve_bus(transport: Transport, service: str, *buses: MessageBus[Any]) -> None:
+    """Answer ``service``'s requests by dispatching each on the bus that handles it
+    (typically its command bus and its query bus)."""
 
     def handle(envelope: Envelope) -> Any:
-        message_class = bus.message_types.get(envelope.message_type)
-        if message_class is None:
-            raise HandlerNotFound(
-                f"{service} does not handle {envelope.message_type}",
-                message_type=envelope.message_type,
-            )
-        return bus.dispatch(message_class.parse(envelope.body))
+        for bus in buses:
+            message_class = bus.message_types.get(envelope.message_type)
+            if message_class is not None:
+                return bus.dispatch(message_class.parse(envelope.body))
+        raise HandlerNotFound(
+            f"{service} does not handle {envelope.message_type}",
+            message_type=envelope.message_type,
+        )
 
     transport.serve(service, handle)
 
 
 class RpcSender:
-    """A :class:`~ordersys.processes.CommandSender` over a transport: the
-    service is the first word of the message type (``seats.hold`` → ``seats``)."""
+    """A :class:`~ordersys.processes.CommandSender` over a transport. A command
+    goes to the service that ``routes`` names for the first word of its type
+    (``product.reserveInventory`` → ``routes["product"]``), or to the service
+    named by that word itself."""
 
-    def __init__(self, transport: Transport, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        timeout: float = 5.0,
+        routes: dict[str, str] | None = None,
+    ) -> None:
         self.transport = transport
         self.timeout = timeout
+        self.routes = dict(routes or {})
+
+    def service_for(self, message_type: str) -> str:
+        word = message_type.split(".", 1)[0]
+        return self.routes.get(word, word)
 
     def send(
         self, command_type: str, payload: dict[str, Any], command_id: uuid.UUID
     ) -> Any:
-        service = command_type.split(".", 1)[0]
         envelope = Envelope.new(command_type, payload, message_id=str(command_id))
-        return self.transport.call(service, envelope, self.timeout)
+        return self.transport.call(
+            self.service_for(command_type), envelope, self.timeout
+        )

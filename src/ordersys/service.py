@@ -1,0 +1,77 @@
+"""A service: one deployable unit composed from ordersys' parts.
+
+It answers its commands and queries over the transport, and runs its
+projections, process managers, relays and consumers in background threads.
+``start()`` brings them up in order (the things that produce work last) and
+``stop()`` takes them down in reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ordersys.application import Application
+from ordersys.commands import CommandBus
+from ordersys.middleware import logging_middleware
+from ordersys.queries import QueryBus
+from ordersys.settings import Settings
+from ordersys.transport import Transport, serve_bus
+
+logger = logging.getLogger("ordersys.service")
+
+
+class Worker(Protocol):
+    """Anything that runs in the background: projection and process runners,
+    relays, consumers."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Service:
+    name: str
+    settings: Settings
+    transport: Transport
+    applications: list[Application] = field(default_factory=list)
+    commands: CommandBus = field(
+        default_factory=lambda: CommandBus(middleware=[logging_middleware])
+    )
+    queries: QueryBus = field(
+        default_factory=lambda: QueryBus(middleware=[logging_middleware])
+    )
+    workers: list[Worker] = field(default_factory=list)
+    started: bool = False
+
+    def start(self) -> None:
+        """Run the workers, then answer requests."""
+        for worker in self.workers:
+            worker.start()
+        serve_bus(self.transport, self.name, self.commands, self.queries)
+        self.started = True
+        logger.info("%s is serving %s", self.name, sorted(self.handled()))
+
+    def handled(self) -> list[str]:
+        return [*self.commands.message_types, *self.queries.message_types]
+
+    def stop(self) -> None:
+        """Stop answering, then stop the workers and close the applications."""
+        self.transport.close()
+        for worker in reversed(self.workers):
+            try:
+                worker.stop()
+            except Exception:
+                logger.exception("%s: a worker did not stop cleanly", self.name)
+        for application in self.applications:
+            application.close()
+        self.started = False
+
+    def __enter__(self) -> Service:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

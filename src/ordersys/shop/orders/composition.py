@@ -1,0 +1,44 @@
+"""The orders service, composed: the orders application, its read model, and
+the order saga, which sends its commands to the other services."""
+
+from __future__ import annotations
+
+from ordersys.cache import open_cache
+from ordersys.processes import ProcessRunner
+from ordersys.projections import ProjectionRunner, ReadModel
+from ordersys.service import Service
+from ordersys.settings import Settings
+from ordersys.shop.orders.projections import OrderDetails
+from ordersys.shop.orders.saga import OrderProcess
+from ordersys.shop.orders.service import Orders, register_handlers, register_queries
+from ordersys.transport import RpcSender, Transport
+
+ROUTES = {
+    "product": "catalog",
+    "payment": "payments",
+    "order": "orders",
+    "user": "users",
+}
+"""Which service handles the commands whose type starts with each word."""
+
+
+def build(settings: Settings, transport: Transport) -> Service:
+    orders = Orders(settings)
+    process = OrderProcess(settings, step_seconds=settings.saga_step_timeout)
+    cache = open_cache(settings)
+    details = ProjectionRunner(OrderDetails, orders, cache=cache)
+    saga = ProcessRunner(
+        process,
+        [orders],
+        RpcSender(transport, timeout=settings.rpc_timeout, routes=ROUTES),
+    )
+    service = Service(
+        "orders",
+        settings,
+        transport,
+        applications=[orders, process],
+        workers=[details, saga],
+    )
+    register_handlers(service.commands, orders)
+    register_queries(service.queries, details, ReadModel(details.store, cache))
+    return service

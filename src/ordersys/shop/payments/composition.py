@@ -1,0 +1,19 @@
+"""The payments service, composed, with the simulated provider its settings describe."""
+
+from __future__ import annotations
+
+from ordersys.service import Service
+from ordersys.settings import Settings
+from ordersys.shop.payments.provider import SimulatedProvider
+from ordersys.shop.payments.service import Payments, register_handlers
+from ordersys.transport import Transport
+
+
+def build(settings: Settings, transport: Transport) -> Service:
+    payments = Payments(settings)
+    service = Service("payments", settings, transport, applications=[payments])
+    provider = SimulatedProvider(
+        decline_rate=settings.payment_decline_rate, latency=settings.payment_latency
+    )
+    register_handlers(service.commands, payments, provider)
+    return service

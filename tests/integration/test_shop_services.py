@@ -1,0 +1,173 @@
+"""The bundled services wired together over the real RabbitMQ and PostgreSQL:
+users, catalog, payments and orders, each behind its own request queue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ordersys import Conflict, InvalidInput
+from ordersys.service import Service
+from ordersys.settings import Settings
+from ordersys.shop.services import SERVICES
+from ordersys.transport import Envelope, KombuTransport
+from tests.integration.test_transport_rabbitmq import URL, delete_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    delete_topology(prefix)
+
+
+@pytest.fixture
+def shop(pg_settings: Settings, prefix: str) -> Iterator[KombuTransport]:
+    settings = pg_settings.model_copy(
+        update={"messaging_prefix": prefix, "saga_step_timeout": 10.0}
+    )
+    services: list[Service] = [
+        build(settings, KombuTransport(URL, prefix=prefix))
+        for build in SERVICES.values()
+    ]
+    for service in services:
+        service.start()
+    client = KombuTransport(URL, prefix=prefix)
+    yield client
+    client.close()
+    for service in services:
+        service.stop()
+
+
+def call(client: KombuTransport, service: str, message_type: str, **body: Any) -> Any:
+    return client.call(service, Envelope.new(message_type, body), timeout=10)
+
+
+def wait_for_status(
+    client: KombuTransport, written: dict[str, Any], status: str
+) -> dict[str, Any]:
+    """Read the order after its own write (read-your-writes), then until the
+    saga has brought it to ``status`` (bounded)."""
+    order_id, position = written["aggregate_id"], written["position"]
+    deadline = time.monotonic() + 20
+    while True:
+        order = call(
+            client, "orders", "order.get", order_id=order_id, after_position=position
+        )
+        if order["status"] == status or time.monotonic() > deadline:
+            return dict(order)
+        time.sleep(0.05)
+
+
+def test_an_order_placed_over_rabbitmq_is_confirmed_and_one_without_stock_cancelled(
+    shop: KombuTransport,
+) -> None:
+    customer = call(
+        shop,
+        "users",
+        "user.create",
+        email="ann@example.com",
+        name="Ann",
+        password="correct horse",
+    )
+    book = call(
+        shop,
+        "catalog",
+        "product.create",
+        sku="BOOK-1",
+        name="A book",
+        price_cents=1299,
+        stock=1,
+    )
+    line = {"product_id": book["product_id"], "quantity": 1, "unit_price_cents": 1299}
+
+    first = call(
+        shop,
+        "orders",
+        "order.create",
+        customer_id=customer["aggregate_id"],
+        lines=[line],
+        submit=True,
+    )
+    confirmed = wait_for_status(shop, first, "CONFIRMED")
+    second = call(
+        shop,
+        "orders",
+        "order.create",
+        customer_id=customer["aggregate_id"],
+        lines=[line],
+        submit=True,
+    )
+    cancelled = wait_for_status(shop, second, "CANCELLED")
+    listed = call(shop, "orders", "orders.getAll", customer_id=customer["aggregate_id"])
+
+    assert confirmed["status"] == "CONFIRMED"
+    assert confirmed["total_cents"] == 1299
+    assert cancelled["status"] == "CANCELLED"
+    assert cancelled["reason"].startswith("stock not reserved: only 0 of product")
+    assert listed["total"] == 2
+
+
+def test_refusals_cross_the_wire_as_typed_errors(shop: KombuTransport) -> None:
+    call(
+        shop,
+        "users",
+        "user.create",
+        email="bob@example.com",
+        name="Bob",
+        password="correct horse",
+    )
+
+    with pytest.raises(Conflict, match="already registered"):
+        call(
+            shop,
+            "users",
+            "user.create",
+            email="BOB@example.com",
+            name="B",
+            password="correct horse",
+        )
+    with pytest.raises(InvalidInput, match="price_cents"):
+        call(shop, "catalog", "product.create", sku="X-1", name="x", price_cents=-5)
+
+
+def test_ordersys_run_serves_until_sigterm(pg_settings: Settings, prefix: str) -> None:
+    env = {
+        **os.environ,
+        "ORDERSYS_POSTGRES_DBNAME": "ordersys_test",
+        "ORDERSYS_POSTGRES_SCHEMA": pg_settings.postgres_schema,
+        "ORDERSYS_MESSAGING_PREFIX": prefix,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ordersys.cli", "run", "catalog"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    ready = process.stdout.readline()
+    client = KombuTransport(URL, prefix=prefix)
+    created = call(
+        client, "catalog", "product.create", sku="PEN-1", name="A pen", price_cents=150
+    )
+    client.close()
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+
+    assert ready.startswith("catalog ready, serving")
+    assert "product_id" in created
+    assert process.returncode == 0, err
+    assert out.strip().endswith("catalog stopped")
