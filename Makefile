@@ -19,7 +19,7 @@ services:
 
 run: $(BIN)/ordersys services
 	$(BIN)/ordersys doctor
-	$(BIN)/python examples/library_checkout.py --postgres
+	$(BIN)/ordersys up --demo 10
 
 lint: $(BIN)/ordersys
 	$(BIN)/ruff check $(CODE)

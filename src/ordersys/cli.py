@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 
-from ordersys import __version__
+from ordersys import __version__, launcher
+from ordersys.demo import run_demo
 from ordersys.doctor import run_checks
 from ordersys.errors import OrdersysError
 from ordersys.messaging import cli as dlq
 from ordersys.observability.logs import configure_logging
-from ordersys.settings import load_settings
+from ordersys.settings import address_of, load_settings
 from ordersys.shop.services import SERVICES
 from ordersys.transport import KombuTransport
 
@@ -30,19 +31,64 @@ def doctor(_: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def stop_on_signals(stopping: threading.Event) -> None:
+    """Ctrl-C and SIGTERM set ``stopping``, also where SIGINT was inherited as
+    ignored (a background job of a non-interactive shell)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one service of the bundled system until SIGTERM or Ctrl-C."""
     settings = load_settings()
     transport = KombuTransport(settings.rabbitmq_url, prefix=settings.messaging_prefix)
     service = SERVICES[args.service](settings, transport)
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    stop_on_signals(stopping)
     with service:
         print(f"{service.name} ready, serving {len(service.handled())} message types")
         sys.stdout.flush()
-        with contextlib.suppress(KeyboardInterrupt):
-            stopping.wait()
+        stopping.wait()
     print(f"{service.name} stopped")
+    return 0
+
+
+def up(args: argparse.Namespace) -> int:
+    """Run every service, each in its own process, until SIGTERM or Ctrl-C."""
+    settings = load_settings()
+    stopping = threading.Event()
+    stop_on_signals(stopping)
+    children = launcher.start(SERVICES)
+    print(f"all services ready: {', '.join(SERVICES)}")
+    rabbitmq = address_of(settings.rabbitmq_url)
+    print(f"RabbitMQ {rabbitmq} (prefix {settings.messaging_prefix}), ", end="")
+    print(f"PostgreSQL {settings.postgres_address}/{settings.postgres_dbname}")
+    print("try `ordersys demo` in another terminal; Ctrl-C stops everything")
+    sys.stdout.flush()
+    try:
+        if args.demo:
+            demo(argparse.Namespace(orders=args.demo))
+        died = launcher.watch(children, stopping)
+    finally:
+        launcher.stop(children)
+    if died:
+        print(
+            f"ordersys: error: {died} stopped on its own; stopped the others",
+            file=sys.stderr,
+        )
+        return 1
+    print("all services stopped")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Seed products and place orders through the running services."""
+    settings = load_settings()
+    transport = KombuTransport(settings.rabbitmq_url, prefix=settings.messaging_prefix)
+    try:
+        run_demo(transport, args.orders)
+    finally:
+        transport.close()
     return 0
 
 
@@ -58,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     runner = commands.add_parser("run", help="run one service of the bundled system")
     runner.add_argument("service", choices=sorted(SERVICES), help="which one")
     runner.set_defaults(func=run)
+    everything = commands.add_parser("up", help="run every service, each in a process")
+    everything.add_argument(
+        "--demo", type=int, default=0, metavar="N", help="then place N demo orders"
+    )
+    everything.set_defaults(func=up)
+    demo_parser = commands.add_parser(
+        "demo", help="place demo orders on running services"
+    )
+    demo_parser.add_argument("--orders", type=int, default=10)
+    demo_parser.set_defaults(func=demo)
     dlq.add_commands(commands)
     return parser
 
@@ -72,6 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Whoever read our output is gone (a launcher stopping, `| head`):
+        # nothing more can be said, and that is no error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 

@@ -1,0 +1,83 @@
+"""``ordersys up``: every service of the bundled system in a process of its own."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+READY_TIMEOUT = 60.0
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[str]
+
+
+def start(names: Iterable[str]) -> list[Child]:
+    """Start ``ordersys run <name>`` for each service and wait until each is ready;
+    stops them all and raises ``RuntimeError`` naming the one that is not."""
+    children = [
+        Child(
+            name,
+            subprocess.Popen(
+                [sys.executable, "-m", "ordersys.cli", "run", name],
+                stdout=subprocess.PIPE,
+                text=True,
+            ),
+        )
+        for name in names
+    ]
+    for child in children:
+        if not _ready(child):
+            stop(children)
+            msg = f"{child.name} did not start (exit code {child.process.poll()})"
+            raise RuntimeError(msg)
+    return children
+
+
+def _ready(child: Child) -> bool:
+    assert child.process.stdout is not None
+    found = threading.Event()
+
+    def read() -> None:
+        assert child.process.stdout is not None
+        for line in child.process.stdout:
+            if " ready" in line:
+                found.set()
+            print(f"[{child.name}] {line.rstrip()}", flush=True)
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not found.wait(0.1):
+        if child.process.poll() is not None or time.monotonic() > deadline:
+            return False
+    return True
+
+
+def stop(children: list[Child]) -> None:
+    """SIGTERM every child, then wait for each (killing one that hangs)."""
+    for child in children:
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+
+
+def watch(children: list[Child], stopping: threading.Event) -> str | None:
+    """Block until ``stopping`` is set or a child exits; the name of a child that
+    exited on its own, if one did."""
+    while not stopping.wait(0.5):
+        for child in children:
+            if child.process.poll() is not None:
+                return child.name
+    return None
