@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from uuid import UUID
 
 from ordersys import Application, CommandBus
@@ -53,16 +54,18 @@ def register_handlers(bus: CommandBus, catalog: Catalog) -> None:
             stocks.append(stock)
         catalog.write(*stocks)
 
+    def each_inventory(
+        product_ids: list[UUID], change: Callable[[Inventory], None]
+    ) -> None:
+        stocks = [catalog.inventory(p) for p in product_ids]
+        for stock in stocks:
+            change(stock)
+        catalog.write(*stocks)
+
     @bus.handles(ReleaseInventory)
     def release(command: ReleaseInventory) -> None:
-        stocks = [catalog.inventory(p) for p in command.product_ids]
-        for stock in stocks:
-            stock.release(command.order_id)
-        catalog.write(*stocks)
+        each_inventory(command.product_ids, lambda s: s.release(command.order_id))
 
     @bus.handles(CommitInventory)
     def commit(command: CommitInventory) -> None:
-        stocks = [catalog.inventory(p) for p in command.product_ids]
-        for stock in stocks:
-            stock.commit(command.order_id)
-        catalog.write(*stocks)
+        each_inventory(command.product_ids, lambda s: s.commit(command.order_id))
