@@ -14,7 +14,7 @@ from eventsourcing.utils import EnvType
 from ordersys.aggregates import Aggregate
 from ordersys.commands import Written
 from ordersys.errors import Conflict, InvalidInput, NotFound
-from ordersys.persistence.database import ensure_schema, schema_name
+from ordersys.persistence.database import creating_tables, ensure_schema, schema_name
 from ordersys.settings import Settings, load_settings
 
 A = TypeVar("A", bound=Aggregate)
@@ -77,7 +77,11 @@ class Application(_Application[UUID]):
         if self.snapshotting_intervals:
             merged["IS_SNAPSHOTTING_ENABLED"] = "y"
         merged.update(env or {})
-        super().__init__(merged)
+        if "POSTGRES_SCHEMA" in merged:
+            with creating_tables(self.settings, merged["POSTGRES_SCHEMA"]):
+                super().__init__(merged)
+        else:
+            super().__init__(merged)
 
     @classmethod
     def _intervals(cls, settings: Settings) -> dict[type[Any], int]:

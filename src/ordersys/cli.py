@@ -59,12 +59,13 @@ def up(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     stop_on_signals(stopping)
     children = launcher.start(SERVICES)
-    print(f"all services ready: {', '.join(SERVICES)}")
     rabbitmq = address_of(settings.rabbitmq_url)
-    print(f"RabbitMQ {rabbitmq} (prefix {settings.messaging_prefix}), ", end="")
-    print(f"PostgreSQL {settings.postgres_address}/{settings.postgres_dbname}")
-    print("try `ordersys demo` in another terminal; Ctrl-C stops everything")
-    sys.stdout.flush()
+    launcher.say(f"all services ready: {', '.join(SERVICES)}")
+    launcher.say(
+        f"RabbitMQ {rabbitmq} (prefix {settings.messaging_prefix}), "
+        f"PostgreSQL {settings.postgres_address}/{settings.postgres_dbname}"
+    )
+    launcher.say("try `ordersys demo` in another terminal; Ctrl-C stops everything")
     try:
         if args.demo:
             demo(argparse.Namespace(orders=args.demo))
@@ -77,7 +78,7 @@ def up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print("all services stopped")
+    launcher.say("all services stopped")
     return 0
 
 

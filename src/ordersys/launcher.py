@@ -12,6 +12,16 @@ from dataclasses import dataclass
 
 READY_TIMEOUT = 60.0
 
+_output = threading.Lock()
+
+
+def say(line: str) -> None:
+    """Print one whole line: the children's echoed output and the launcher's own
+    lines come from several threads and must not interleave within a line."""
+    with _output:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
 
 @dataclass
 class Child:
@@ -48,9 +58,9 @@ def _ready(child: Child) -> bool:
     def read() -> None:
         assert child.process.stdout is not None
         for line in child.process.stdout:
+            say(f"[{child.name}] {line.rstrip()}")
             if " ready" in line:
                 found.set()
-            print(f"[{child.name}] {line.rstrip()}", flush=True)
 
     threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + READY_TIMEOUT

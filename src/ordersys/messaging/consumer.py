@@ -32,7 +32,7 @@ from psycopg import sql
 from ordersys.errors import InvalidInput
 from ordersys.messages import Message
 from ordersys.messaging.contracts import check
-from ordersys.persistence.database import connect, ensure_schema
+from ordersys.persistence.database import connect, creating_tables, ensure_schema
 from ordersys.settings import Settings
 from ordersys.transport import (
     ERROR_HEADER,
@@ -132,7 +132,10 @@ class EventConsumer:
         self.schema = settings.postgres_schema or "ordersys_consumers"
         ensure_schema(settings, self.schema)
         self._table = sql.Identifier(self.schema, "ordersys_processed_messages")
-        with connect(settings, autocommit=True) as conn:
+        with (
+            creating_tables(settings, self.schema),
+            connect(settings, autocommit=True) as conn,
+        ):
             conn.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (consumer text NOT NULL, "

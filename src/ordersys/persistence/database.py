@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -76,3 +78,21 @@ def ensure_schema(settings: Settings, schema: str) -> None:
         conn.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
         )
+
+
+@contextlib.contextmanager
+def creating_tables(settings: Settings, schema: str) -> Iterator[None]:
+    """Hold a lock on ``schema`` while its tables and types are created.
+
+    Two processes creating the same type at once (two instances of a service
+    starting together, say) make PostgreSQL raise a unique violation even with
+    ``IF NOT EXISTS``; taking turns avoids it. The lock is a session advisory
+    lock on a connection of its own, released when the block ends.
+    """
+    key = zlib.crc32(f"ordersys:schema:{schema}".encode()) - 2**31
+    with connect(settings, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))

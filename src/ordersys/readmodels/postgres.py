@@ -17,7 +17,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import sql
 
-from ordersys.persistence.database import ensure_schema, schema_name
+from ordersys.persistence.database import creating_tables, ensure_schema, schema_name
 from ordersys.readmodels.store import (
     Change,
     Document,
@@ -115,7 +115,11 @@ class PostgresReadModelStore(ReadModelStore):
         self._registry = sql.Identifier(REGISTRY)
         self._reads = sql.Identifier(self.projection)
         self._views: dict[int, PostgresView] = {}
-        with self.datastore.transaction(commit=True) as curs:
+        self.settings = settings
+        with (
+            creating_tables(settings, schema),
+            self.datastore.transaction(commit=True) as curs,
+        ):
             curs.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {}.{} (projection text PRIMARY KEY, "
@@ -156,7 +160,8 @@ class PostgresReadModelStore(ReadModelStore):
     def view(self, generation: int) -> PostgresView:
         if generation not in self._views:
             view = PostgresView(self.datastore, self._table(generation))
-            view.create_table()
+            with creating_tables(self.settings, self.datastore.schema):
+                view.create_table()
             self._views[generation] = view
         return self._views[generation]
 
