@@ -15,12 +15,14 @@ from ordersys.commands import Command, CommandBus, Written
 from ordersys.errors import (
     BusinessRuleViolation,
     Conflict,
+    Forbidden,
     HandlerNotFound,
     InfrastructureUnavailable,
     InvalidInput,
     NotFound,
     OrdersysError,
     RequestTimeout,
+    Unauthenticated,
 )
 from ordersys.messages import Message
 from ordersys.middleware import logging_middleware, timing_middleware
@@ -55,6 +57,7 @@ __all__ = [
     "Conflict",
     "Documents",
     "Envelope",
+    "Forbidden",
     "HandlerNotFound",
     "InfrastructureUnavailable",
     "InvalidInput",
@@ -77,6 +80,7 @@ __all__ = [
     "Saga",
     "Settings",
     "Transport",
+    "Unauthenticated",
     "Written",
     "__version__",
     "event",

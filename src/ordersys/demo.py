@@ -81,7 +81,35 @@ def run_demo(
         f"{n} {status.lower()}" for status, n in sorted(outcomes.items())
     )
     print(f"{orders} orders: {summary}")
+    _print_figures(transport, customer["aggregate_id"], orders)
     return outcomes
+
+
+def _print_figures(transport: Transport, customer_id: str, orders: int) -> None:
+    """What the notifications and analytics services made of the orders (they
+    follow the orders' events, so they may need a moment to catch up)."""
+    deadline = time.monotonic() + 10
+    while True:
+        told = call(
+            transport, "notifications", "notifications.getAll", customer_id=customer_id
+        )
+        figures = call(transport, "analytics", "analytics.get")
+        finished = sum(
+            n
+            for status, n in figures["orders_by_status"].items()
+            if status in ("CONFIRMED", "CANCELLED")
+        )
+        if (told["total"] >= orders and finished >= orders) or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.1)
+    conversion = figures["conversion"]
+    print(
+        f"notifications sent to the customer: {told['total']}; analytics: "
+        f"{conversion['confirmed']} of {conversion['submitted']} submitted orders "
+        f"confirmed, revenue by day {figures['revenue_per_day']}"
+    )
 
 
 def _final(transport: Transport, written: dict[str, Any]) -> dict[str, Any]:

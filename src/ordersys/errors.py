@@ -48,6 +48,20 @@ class BusinessRuleViolation(OrdersysError):
     http_status = 409
 
 
+class Unauthenticated(OrdersysError):
+    """The caller did not prove who it is: no, bad or expired credentials."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class Forbidden(OrdersysError):
+    """The caller is known but may not do this."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class InvalidInput(OrdersysError):
     """A message, payload or setting does not have the required shape."""
 
@@ -94,6 +108,8 @@ _BY_CODE: dict[str, type[OrdersysError]] = {
         Conflict,
         BusinessRuleViolation,
         InvalidInput,
+        Unauthenticated,
+        Forbidden,
         HandlerNotFound,
         RequestTimeout,
     )

@@ -78,8 +78,42 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds the simulated payment provider takes per charge.",
     )
+    notify_webhook_url: str = Field(
+        "", description="Notifications are also POSTed (JSON) to this URL."
+    )
+    smtp_host: str = Field(
+        "", description="Notifications are also mailed through this SMTP server."
+    )
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_sender: str = "orders@ordersys.local"
+    crash_at: list[str] = Field(
+        default_factory=list,
+        description="Crash points where the process kills itself, for recovery tests: "
+        '["catalog.reserved"]. See ordersys.faults.',
+    )
     cache_ttl: int = Field(
         3600, ge=1, description="Seconds a cached read-model document lives."
+    )
+    gateway_host: str = Field("127.0.0.1", description="Address the gateway binds.")
+    gateway_port: int = Field(8000, ge=0, le=65535)
+    jwt_secret: SecretStr = Field(
+        SecretStr(""),
+        description="HS256 key of the gateway's tokens (32+ characters); empty "
+        "means a random one per gateway process.",
+    )
+    jwt_access_seconds: int = Field(300, ge=1, description="Access token lifetime.")
+    jwt_refresh_seconds: int = Field(
+        604800, ge=1, description="Refresh token lifetime."
+    )
+    rate_limit_per_minute: int = Field(
+        600, ge=1, description="Requests per client and minute at the gateway."
+    )
+    max_body_bytes: int = Field(
+        65536, ge=1, description="Largest request body the gateway accepts."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed by CORS, JSON: ["https://shop.example"].',
     )
 
     @property

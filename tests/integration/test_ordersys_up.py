@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ordersys.settings import Settings
+from ordersys.shop.services import SERVICES
 from tests.integration.test_transport_rabbitmq import delete_topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,10 +94,11 @@ def test_up_then_demo_then_ctrl_c(
     stopped = output.until("all services stopped", within=60)
     up.wait(timeout=30)
 
-    assert started[-1] == "all services ready: users, catalog, payments, orders\n"
-    assert sum(" ready, serving " in line for line in started) == 4
+    assert started[-1] == f"all services ready: {', '.join(SERVICES)}\n"
+    assert sum(" ready, serving " in line for line in started) == len(SERVICES)
     assert demo.returncode == 0, demo.stderr
-    summary = demo.stdout.strip().splitlines()[-1]
+    *_, summary, figures = demo.stdout.strip().splitlines()
     assert summary.startswith("8 orders: ")
+    assert figures.startswith("notifications sent to the customer: 8; analytics: ")
     assert up.returncode == 0
     assert stopped[-1] == "all services stopped\n"

@@ -119,6 +119,7 @@ class EventConsumer:
         prefetch: int = 20,
         max_attempts: int = 5,
         contracts: Mapping[str, type[Message]] | None = None,
+        schema: str | None = None,
     ) -> None:
         self.settings = settings
         self.contracts = dict(contracts or {})
@@ -129,8 +130,10 @@ class EventConsumer:
         self.prefetch = prefetch
         self.max_attempts = max_attempts
         self.queue, self.dlq = queues_for(prefix, queue, patterns, max_attempts)
-        self.schema = settings.postgres_schema or "ordersys_consumers"
+        registry = settings.postgres_schema or "ordersys_consumers"
+        self.schema = schema or registry
         ensure_schema(settings, self.schema)
+        ensure_schema(settings, registry)
         self._table = sql.Identifier(self.schema, "ordersys_processed_messages")
         with (
             creating_tables(settings, self.schema),
@@ -143,7 +146,11 @@ class EventConsumer:
                     "DEFAULT now(), PRIMARY KEY (consumer, message_id))"
                 ).format(self._table)
             )
-            register_queue(conn, self.schema, self.name)
+        with (
+            creating_tables(settings, registry),
+            connect(settings, autocommit=True) as conn,
+        ):
+            register_queue(conn, registry, self.name)
         self._attempts: dict[str, int] = {}
         self.duplicates = 0
         """Messages received again after they were applied (and left alone)."""

@@ -21,8 +21,8 @@ import amqp
 from kombu.connection import Connection
 
 from ordersys.errors import InfrastructureUnavailable
-from ordersys.settings import address_of
-from ordersys.transport import Envelope, Transport
+from ordersys.settings import Settings, address_of
+from ordersys.transport import Envelope, KombuTransport, Transport
 
 
 @dataclass(frozen=True)
@@ -190,3 +190,13 @@ class TransportPublisher:
 
     def close(self) -> None:
         """Nothing to release: the transport belongs to the caller."""
+
+
+def publisher_for(settings: Settings, transport: Transport) -> Publisher:
+    """Confirmed publishing to RabbitMQ when ``transport`` is RabbitMQ's,
+    else straight through ``transport`` (the embedded mode)."""
+    if isinstance(transport, KombuTransport):
+        return ConfirmedPublisher(
+            settings.rabbitmq_url, f"{settings.messaging_prefix}.events"
+        )
+    return TransportPublisher(transport)

@@ -50,7 +50,10 @@ def event_name(topic: str) -> str:
 
 
 class Relay:
-    """Publishes ``app``'s integration events as ``service`` with confirms."""
+    """Publishes ``app``'s integration events as ``service`` with confirms.
+
+    ``private_fields`` (a password hash, say) are left out of every message.
+    """
 
     def __init__(
         self,
@@ -62,8 +65,10 @@ class Relay:
         batch_size: int = 500,
         window: int = 2000,
         checkpoint: TrackingRecorder | None = None,
+        private_fields: Iterable[str] = (),
     ) -> None:
         self.app = app
+        self.private_fields = frozenset(private_fields)
         self.service = service
         self.publisher = publisher
         self.topics = {f"{c.__module__}:{c.__qualname__}" for c in integration_events}
@@ -136,7 +141,13 @@ class Relay:
     def _outgoing(self, notification: Notification) -> Outgoing:
         domain_event = self.app.mapper.to_domain_event(notification)
         name = event_name(notification.topic)
-        payload = to_jsonable_python(vars(domain_event))
+        payload = to_jsonable_python(
+            {
+                k: v
+                for k, v in vars(domain_event).items()
+                if k not in self.private_fields
+            }
+        )
         body = json.dumps({"message_type": name, "body": payload}).encode()
         message_id = f"{self.service}:{notification.id}"
         return Outgoing(

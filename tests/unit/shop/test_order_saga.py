@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from ordersys import CommandBus, NotFound, load_settings
+from ordersys import CommandBus, NotFound, QueryBus, load_settings
 from ordersys.processes import BusSender, ProcessRunner
 from ordersys.shop.catalog.commands import CreateProduct, ReserveInventory, StockLine
 from ordersys.shop.catalog.domain import InsufficientStock
@@ -34,10 +34,12 @@ class Shop:
         self.orders, self.catalog = Orders(settings), Catalog(settings)
         self.payments = Payments(settings)
         self.bus = CommandBus()
+        self.queries = QueryBus()
         order_handlers(self.bus, self.orders)
         catalog_handlers(self.bus, self.catalog)
         payment_handlers(
             self.bus,
+            self.queries,
             self.payments,
             SimulatedProvider(decline_rate=decline_rate, seed=1),
         )

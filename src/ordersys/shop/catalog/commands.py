@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ordersys import Command
+from ordersys import Command, Query
 
 
 class StockLine(BaseModel):
@@ -23,6 +23,19 @@ class CreateProduct(Command):
     price_cents: int = Field(gt=0)
     currency: str = "EUR"
     stock: int = Field(0, ge=0)
+
+
+class ChangePrice(Command):
+    message_type = "product.changePrice"
+    product_id: UUID
+    price_cents: int = Field(gt=0)
+
+
+class DiscontinueProduct(Command):
+    """Take a product off sale: it can no longer be reserved or repriced."""
+
+    message_type = "product.discontinue"
+    product_id: UUID
 
 
 class AddStock(Command):
@@ -49,3 +62,19 @@ class CommitInventory(Command):
     message_type = "product.commitInventory"
     order_id: UUID
     product_ids: list[UUID]
+
+
+class GetProduct(Query):
+    message_type = "product.get"
+    product_id: UUID
+    after_position: int | None = Field(None, ge=0)
+
+
+class ListProducts(Query):
+    """Products by SKU, a page at a time; discontinued ones only if asked."""
+
+    message_type = "products.getAll"
+    include_discontinued: bool = False
+    limit: int = Field(20, ge=1, le=100)
+    offset: int = Field(0, ge=0)
+    after_position: int | None = Field(None, ge=0)

@@ -33,6 +33,44 @@ class SubmitOrder(Command):
     expected_version: int | None = None
 
 
+class AddItem(Command):
+    """Add a product to a pending order (more of it, if it is on the order)."""
+
+    message_type = "order.addItem"
+    order_id: UUID
+    product_id: UUID
+    quantity: int = Field(gt=0)
+    unit_price_cents: int = Field(gt=0)
+    expected_version: int | None = None
+
+
+class RemoveItem(Command):
+    message_type = "order.removeItem"
+    order_id: UUID
+    product_id: UUID
+    expected_version: int | None = None
+
+
+class CancelOrder(Command):
+    """The customer withdraws an order they have not submitted yet. Once
+    submitted, the order saga decides: it confirms or cancels the order."""
+
+    message_type = "order.cancel"
+    order_id: UUID
+    reason: str = Field("cancelled by the customer", min_length=1, max_length=500)
+    expected_version: int | None = None
+
+
+class ShipOrder(Command):
+    message_type = "order.ship"
+    order_id: UUID
+
+
+class DeliverOrder(Command):
+    message_type = "order.deliver"
+    order_id: UUID
+
+
 class UpdateOrderStatus(Command):
     """Sent by the order saga: the order is confirmed, or cancelled with a reason."""
 

@@ -4,10 +4,13 @@ the order saga, which sends its commands to the other services."""
 from __future__ import annotations
 
 from ordersys.cache import open_cache
+from ordersys.messaging.publisher import publisher_for
+from ordersys.messaging.relay import Relay
 from ordersys.processes import ProcessRunner
 from ordersys.projections import ProjectionRunner, ReadModel
 from ordersys.service import Service
 from ordersys.settings import Settings
+from ordersys.shop.orders.domain import Order
 from ordersys.shop.orders.projections import OrderDetails
 from ordersys.shop.orders.saga import OrderProcess
 from ordersys.shop.orders.service import Orders, register_handlers, register_queries
@@ -21,6 +24,16 @@ ROUTES = {
 }
 """Which service handles the commands whose type starts with each word."""
 
+INTEGRATION_EVENTS = (
+    Order.OrderPlaced,
+    Order.OrderSubmitted,
+    Order.OrderConfirmed,
+    Order.OrderCancelled,
+    Order.OrderShipped,
+    Order.OrderDelivered,
+)
+"""What the orders service publishes for other services (notifications, analytics)."""
+
 
 def build(settings: Settings, transport: Transport) -> Service:
     orders = Orders(settings)
@@ -32,12 +45,18 @@ def build(settings: Settings, transport: Transport) -> Service:
         [orders],
         RpcSender(transport, timeout=settings.rpc_timeout, routes=ROUTES),
     )
+    relay = Relay(
+        orders,
+        "orders",
+        publisher_for(settings, transport),
+        integration_events=INTEGRATION_EVENTS,
+    )
     service = Service(
         "orders",
         settings,
         transport,
         applications=[orders, process],
-        workers=[details, saga],
+        workers=[details, saga, relay],
     )
     register_handlers(service.commands, orders)
     register_queries(service.queries, details, ReadModel(details.store, cache))

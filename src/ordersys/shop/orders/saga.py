@@ -25,7 +25,7 @@ from uuid import UUID
 from eventsourcing.application import ProcessingEvent
 
 from ordersys import Command, event
-from ordersys.errors import OrdersysError
+from ordersys.errors import OrdersysError, RequestTimeout
 from ordersys.processes import ProcessManager, Saga
 from ordersys.settings import Settings
 from ordersys.shop.catalog.commands import (
@@ -108,7 +108,9 @@ class OrderSaga(Saga):
             return
         self.cancel_deadline("reserving")
         if error is not None:
-            self._cancel(f"stock not reserved: {error.message}", release=False)
+            # A refusal reserved nothing; a timeout may have reserved all.
+            timed_out = isinstance(error, RequestTimeout)
+            self._cancel(f"stock not reserved: {error.message}", release=timed_out)
             return
         self._step("paying")
         self.issue(
@@ -125,6 +127,10 @@ class OrderSaga(Saga):
             return
         self.cancel_deadline("paying")
         if error is not None:
+            if isinstance(error, RequestTimeout):  # the charge may have gone through
+                self.issue(
+                    RefundPayment(order_id=self.order_id, reason="payment timed out")
+                )
             self._cancel(error.message, release=True)
             return
         self._step("confirming")

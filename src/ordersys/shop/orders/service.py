@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from ordersys import Application, CommandBus, NotFound, QueryBus, Written
+from ordersys import (
+    Application,
+    BusinessRuleViolation,
+    CommandBus,
+    NotFound,
+    QueryBus,
+    Written,
+)
+from ordersys.faults import crash_point
 from ordersys.projections import ProjectionRunner, ReadModel
 from ordersys.shop.orders.commands import (
+    AddItem,
+    CancelOrder,
     CreateOrder,
+    DeliverOrder,
     GetOrder,
     ListOrders,
+    RemoveItem,
+    ShipOrder,
     SubmitOrder,
     UpdateOrderStatus,
 )
@@ -40,12 +53,49 @@ def register_handlers(bus: CommandBus, orders: Orders) -> None:
         order.submit()
         return orders.write(order)
 
+    @bus.handles(AddItem)
+    def add_item(command: AddItem) -> Written:
+        order = orders.get(Order, command.order_id, command.expected_version)
+        order.add_item(command.product_id, command.quantity, command.unit_price_cents)
+        return orders.write(order)
+
+    @bus.handles(RemoveItem)
+    def remove_item(command: RemoveItem) -> Written:
+        order = orders.get(Order, command.order_id, command.expected_version)
+        order.remove_item(command.product_id)
+        return orders.write(order)
+
+    @bus.handles(CancelOrder)
+    def cancel(command: CancelOrder) -> Written:
+        order = orders.get(Order, command.order_id, command.expected_version)
+        if order.status != Status.PENDING:
+            raise BusinessRuleViolation(
+                f"an order that is {order.status} is in the order saga's hands: "
+                "only a PENDING order can be cancelled by its customer",
+                status=str(order.status),
+            )
+        order.cancel(command.reason)
+        return orders.write(order)
+
+    @bus.handles(ShipOrder)
+    def ship(command: ShipOrder) -> Written:
+        order = orders.get(Order, command.order_id)
+        order.ship()
+        return orders.write(order)
+
+    @bus.handles(DeliverOrder)
+    def deliver(command: DeliverOrder) -> Written:
+        order = orders.get(Order, command.order_id)
+        order.deliver()
+        return orders.write(order)
+
     @bus.handles(UpdateOrderStatus)
     def update_status(command: UpdateOrderStatus) -> Written:
         order = orders.get(Order, command.order_id)
         # The saga may ask twice (after a crash): the status it wants is enough.
         if order.status != command.status:
             if command.status == Status.CONFIRMED:
+                crash_point(orders.settings, "orders.confirming")
                 order.confirm()
             else:
                 order.cancel(command.reason)

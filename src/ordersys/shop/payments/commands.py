@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from ordersys import Command
+from ordersys import Command, Query
 
 
 class CapturePayment(Command):
@@ -23,3 +23,10 @@ class RefundPayment(Command):
     message_type = "payment.refund"
     order_id: UUID
     reason: str
+
+
+class GetPayment(Query):
+    """The payment of an order: amount, status, provider reference, reason."""
+
+    message_type = "payment.get"
+    order_id: UUID

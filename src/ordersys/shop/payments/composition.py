@@ -15,5 +15,5 @@ def build(settings: Settings, transport: Transport) -> Service:
     provider = SimulatedProvider(
         decline_rate=settings.payment_decline_rate, latency=settings.payment_latency
     )
-    register_handlers(service.commands, payments, provider)
+    register_handlers(service.commands, service.queries, payments, provider)
     return service

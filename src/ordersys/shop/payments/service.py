@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from ordersys import Application, BusinessRuleViolation, CommandBus, NotFound
-from ordersys.shop.payments.commands import CapturePayment, RefundPayment
+from typing import Any
+
+from ordersys import Application, BusinessRuleViolation, CommandBus, NotFound, QueryBus
+from ordersys.faults import crash_point
+from ordersys.shop.payments.commands import CapturePayment, GetPayment, RefundPayment
 from ordersys.shop.payments.domain import Payment, PaymentStatus, payment_id
 from ordersys.shop.payments.provider import SimulatedProvider
 
@@ -17,9 +20,24 @@ class PaymentDeclined(BusinessRuleViolation):
 
 
 def register_handlers(
-    bus: CommandBus, payments: Payments, provider: SimulatedProvider
+    bus: CommandBus,
+    queries: QueryBus,
+    payments: Payments,
+    provider: SimulatedProvider,
 ) -> None:
-    """Route the payments service's commands on ``bus`` to ``payments``."""
+    """Route the payments service's commands and queries to ``payments``."""
+
+    @queries.handles(GetPayment)
+    def get(query: GetPayment) -> dict[str, Any]:
+        payment = payments.get(Payment, payment_id(query.order_id))
+        return {
+            "order_id": str(payment.order_id),
+            "amount_cents": payment.amount_cents,
+            "status": str(payment.status),
+            "provider_reference": payment.provider_reference,
+            "reason": payment.reason,
+            "version": payment.version,
+        }
 
     @bus.handles(CapturePayment)
     def capture(command: CapturePayment) -> dict[str, str]:
@@ -34,6 +52,7 @@ def register_handlers(
             else:
                 payment.decline(charge.reason)
             payments.write(payment)
+            crash_point(payments.settings, "payments.captured")
         if payment.status == PaymentStatus.DECLINED:
             raise PaymentDeclined(f"payment declined: {payment.reason}")
         return {"reference": payment.provider_reference}

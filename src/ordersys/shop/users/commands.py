@@ -27,3 +27,12 @@ class UpdateUser(Command):
 class GetUser(Query):
     message_type = "user.get"
     user_id: UUID
+
+
+class AuthenticateUser(Query):
+    """Check an email and password; answers the user's profile or
+    :class:`~ordersys.errors.Unauthenticated`."""
+
+    message_type = "user.authenticate"
+    email: str = Field(max_length=254)
+    password: SecretStr

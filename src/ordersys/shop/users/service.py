@@ -4,10 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from ordersys import Application, CommandBus, Conflict, QueryBus, Written
-from ordersys.shop.users.commands import GetUser, RegisterUser, UpdateUser
-from ordersys.shop.users.domain import User
-from ordersys.shop.users.passwords import hash_password
+from ordersys import (
+    Application,
+    CommandBus,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    QueryBus,
+    Unauthenticated,
+    Written,
+)
+from ordersys.shop.users.commands import (
+    AuthenticateUser,
+    GetUser,
+    RegisterUser,
+    UpdateUser,
+)
+from ordersys.shop.users.domain import User, user_id
+from ordersys.shop.users.passwords import hash_password, verify_password
+
+# Checked when the email is unknown, so that a wrong email takes as long as a
+# wrong password and the answer's timing does not tell which emails exist.
+_UNKNOWN_USER_HASH = hash_password("no user has this password")
 
 
 class Users(Application):
@@ -52,3 +70,15 @@ def register_handlers(commands: CommandBus, queries: QueryBus, users: Users) -> 
     @queries.handles(GetUser)
     def get(query: GetUser) -> dict[str, Any]:
         return profile(users.get(User, query.user_id))
+
+    @queries.handles(AuthenticateUser)
+    def authenticate(query: AuthenticateUser) -> dict[str, Any]:
+        password = query.password.get_secret_value()
+        try:
+            user = users.get(User, user_id(query.email))
+        except (NotFound, InvalidInput):
+            verify_password(_UNKNOWN_USER_HASH, password)
+            raise Unauthenticated("wrong email or password") from None
+        if not verify_password(user.password_hash, password):
+            raise Unauthenticated("wrong email or password")
+        return profile(user)

@@ -1,0 +1,181 @@
+"""The bundled system as its users run it: every service a process of its own
+(`ordersys run <name>`), on the real PostgreSQL, RabbitMQ and Redis, with a
+client that talks to them over RabbitMQ."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ordersys import NotFound
+from ordersys.shop.services import SERVICES
+from ordersys.transport import Envelope, KombuTransport
+
+ROOT = Path(__file__).resolve().parents[2]
+URL = "amqp://guest:guest@127.0.0.1:5672//"
+FINAL = ("CONFIRMED", "CANCELLED")
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T | None], within: float = 60.0) -> T:
+    """The first truthy result of ``check``, polled; fails after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            msg = f"not true within {within}s: last result {result!r}"
+            raise AssertionError(msg)
+        time.sleep(0.1)
+
+
+class ServiceProcess:
+    """One `ordersys run <name>`, its output echoed to a log file."""
+
+    def __init__(self, name: str, env: Mapping[str, str], log: Path) -> None:
+        self.name = name
+        self.ready = threading.Event()
+        self.log = log.open("a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ordersys.cli", "run", name],
+            cwd=ROOT,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log.write(f"[{self.name}] {line}")
+            self.log.flush()
+            if line.startswith(f"{self.name} ready"):
+                self.ready.set()
+
+    def wait_ready(self, within: float = 60.0) -> None:
+        deadline = time.monotonic() + within
+        while not self.ready.wait(0.1):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                msg = f"{self.name} did not start (exit code {self.process.poll()})"
+                raise AssertionError(msg)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+class System:
+    """The services, started and restarted one by one, and a client."""
+
+    def __init__(self, env: Mapping[str, str], log: Path) -> None:
+        self.env = dict(env)
+        self.log = log
+        self.processes: dict[str, ServiceProcess] = {}
+        self.client = KombuTransport(URL, prefix=env["ORDERSYS_MESSAGING_PREFIX"])
+
+    def start(self, names: Iterable[str] = SERVICES, **settings: str) -> None:
+        """Start ``names`` (in the order ``ordersys up`` does), with extra
+        ``ORDERSYS_*`` settings, and wait until each is ready."""
+        env = {**self.env, **{f"ORDERSYS_{k.upper()}": v for k, v in settings.items()}}
+        started = [ServiceProcess(n, env, self.log) for n in names]
+        for process in started:
+            process.wait_ready()
+            self.processes[process.name] = process
+
+    @staticmethod
+    def names() -> list[str]:
+        return list(SERVICES)
+
+    def restart(self, name: str) -> None:
+        self.processes.pop(name).stop()
+        self.start([name])
+
+    def kill(self, name: str) -> None:
+        self.processes[name].kill()
+
+    def died(self, name: str) -> bool:
+        return self.processes[name].process.poll() is not None
+
+    def stop(self) -> None:
+        self.client.close()
+        for process in reversed(self.processes.values()):
+            process.stop()
+
+    def call(self, service: str, message_type: str, **body: Any) -> Any:
+        envelope = Envelope.new(message_type, body)
+        return self.client.call(service, envelope, timeout=15)
+
+    def find(self, service: str, message_type: str, **body: Any) -> Any:
+        """The query's answer, or None if it answers NotFound."""
+        try:
+            return self.call(service, message_type, **body)
+        except NotFound:
+            return None
+
+    def product(self, stock: int, price_cents: int = 1000) -> str:
+        sku = f"SKU-{os.urandom(4).hex().upper()}"
+        created = self.call(
+            "catalog",
+            "product.create",
+            sku=sku,
+            name=f"product {sku}",
+            price_cents=price_cents,
+            stock=stock,
+        )
+        return str(created["product_id"])
+
+    def customer(self) -> str:
+        email = f"c-{os.urandom(4).hex()}@example.com"
+        written = self.call(
+            "users", "user.create", email=email, name="A Customer", password="s3cret-pw"
+        )
+        return str(written["aggregate_id"])
+
+    def place(self, customer: str, product: str, quantity: int = 1) -> str:
+        written = self.call(
+            "orders",
+            "order.create",
+            customer_id=customer,
+            lines=[
+                {"product_id": product, "quantity": quantity, "unit_price_cents": 1000}
+            ],
+            submit=True,
+        )
+        return str(written["aggregate_id"])
+
+    def final(
+        self, order_ids: Iterable[str], within: float = 90.0
+    ) -> list[dict[str, Any]]:
+        """Every order, once each is CONFIRMED or CANCELLED in the read model."""
+        orders = []
+        for order_id in order_ids:
+
+            def done(order_id: str = order_id) -> dict[str, Any] | None:
+                order: dict[str, Any] | None = self.find(
+                    "orders", "order.get", order_id=order_id
+                )
+                return order if order and order["status"] in FINAL else None
+
+            orders.append(eventually(done, within))
+        return orders
