@@ -6,14 +6,15 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.application import Application as _Application
-from eventsourcing.persistence import RecordConflictError
+from eventsourcing.persistence import RecordConflictError, Recording
 from eventsourcing.utils import EnvType
 
 from ordersys.aggregates import Aggregate
 from ordersys.commands import Written
 from ordersys.errors import Conflict, InvalidInput, NotFound
+from ordersys.observability.tracing import span, stamp
 from ordersys.persistence.database import creating_tables, ensure_schema, schema_name
 from ordersys.settings import Settings, load_settings
 
@@ -148,6 +149,13 @@ class Application(_Application[UUID]):
                 current_version=aggregate.version,
             )
         return aggregate
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        # Every way of storing events (save, write, a process manager's
+        # policy) passes here: the events keep the span they were written in.
+        with span(f"append {self.name}", events=len(processing_event.events)):
+            stamp(processing_event.events)
+            return super()._record(processing_event)
 
     def head_position(self) -> int:
         """The position of the last event recorded by this application (0 if none)."""

@@ -15,6 +15,7 @@ from ordersys.doctor import run_checks
 from ordersys.errors import OrdersysError
 from ordersys.messaging import cli as dlq
 from ordersys.observability.logs import configure_logging
+from ordersys.observability.tracing import configure_tracing, shutdown_tracing
 from ordersys.settings import address_of, load_settings
 from ordersys.shop.services import SERVICES
 from ordersys.transport import KombuTransport
@@ -41,6 +42,8 @@ def stop_on_signals(stopping: threading.Event) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run one service of the bundled system until SIGTERM or Ctrl-C."""
     settings = load_settings()
+    if settings.otlp_endpoint:
+        configure_tracing(args.service, settings.otlp_endpoint)
     transport = KombuTransport(settings.rabbitmq_url, prefix=settings.messaging_prefix)
     service = SERVICES[args.service](settings, transport)
     stopping = threading.Event()
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{service.name} ready, serving {len(service.handled())} message types")
         sys.stdout.flush()
         stopping.wait()
+    shutdown_tracing()
     print(f"{service.name} stopped")
     return 0
 
@@ -58,13 +62,19 @@ def up(args: argparse.Namespace) -> int:
     settings = load_settings()
     stopping = threading.Event()
     stop_on_signals(stopping)
-    children = launcher.start(SERVICES)
+    children = launcher.start(SERVICES, metrics_port=args.metrics_port)
     rabbitmq = address_of(settings.rabbitmq_url)
     launcher.say(f"all services ready: {', '.join(SERVICES)}")
     launcher.say(
         f"RabbitMQ {rabbitmq} (prefix {settings.messaging_prefix}), "
         f"PostgreSQL {settings.postgres_address}/{settings.postgres_dbname}"
     )
+    if args.metrics_port:
+        last = args.metrics_port + len(SERVICES) - 1
+        launcher.say(
+            f"metrics: http://127.0.0.1:{args.metrics_port}..{last}/metrics "
+            f"({', '.join(SERVICES)})"
+        )
     launcher.say("try `ordersys demo` in another terminal; Ctrl-C stops everything")
     try:
         if args.demo:
@@ -108,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     everything = commands.add_parser("up", help="run every service, each in a process")
     everything.add_argument(
         "--demo", type=int, default=0, metavar="N", help="then place N demo orders"
+    )
+    everything.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9101,
+        metavar="PORT",
+        help="first port of the services' /metrics (default 9101; 0: none)",
     )
     everything.set_defaults(func=up)
     demo_parser = commands.add_parser(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -29,20 +30,22 @@ class Child:
     process: subprocess.Popen[str]
 
 
-def start(names: Iterable[str]) -> list[Child]:
+def start(names: Iterable[str], metrics_port: int = 0) -> list[Child]:
     """Start ``ordersys run <name>`` for each service and wait until each is ready;
-    stops them all and raises ``RuntimeError`` naming the one that is not."""
-    children = [
-        Child(
-            name,
-            subprocess.Popen(
-                [sys.executable, "-m", "ordersys.cli", "run", name],
-                stdout=subprocess.PIPE,
-                text=True,
-            ),
+    stops them all and raises ``RuntimeError`` naming the one that is not.
+    With ``metrics_port``, the services serve /metrics on it and the ports after."""
+    children = []
+    for number, name in enumerate(names):
+        env = dict(os.environ)
+        if metrics_port:
+            env["ORDERSYS_METRICS_PORT"] = str(metrics_port + number)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ordersys.cli", "run", name],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
-        for name in names
-    ]
+        children.append(Child(name, process))
     for child in children:
         if not _ready(child):
             stop(children)

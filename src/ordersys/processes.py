@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter as CounterOf
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import ProcessingEvent
+from eventsourcing.domain import AggregateCreated
 from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.projection import EventSourcedProjection
 from pydantic_core import to_jsonable_python
@@ -44,6 +46,7 @@ from ordersys.errors import (
     RequestTimeout,
     error_from_dict,
 )
+from ordersys.observability.tracing import carrier_of, span
 
 logger = logging.getLogger("ordersys.processes")
 
@@ -329,6 +332,11 @@ class ProcessRunner:
         self.max_attempts = max_attempts
         self.batch_size = batch_size
         self._deadlines: dict[tuple[UUID, str], datetime] = {}
+        self._started: dict[UUID, datetime] = {}
+        self.sagas: CounterOf[str] = CounterOf()
+        """Sagas by status (running, completed, failed), from the manager's log."""
+        self.on_finished: Callable[[str, float], None] | None = None
+        """Called with a saga's final status and its duration in seconds."""
         self._indexed_position = 0
         self._attempts: dict[tuple[str, int], int] = {}
         self._stopping = threading.Event()
@@ -354,10 +362,18 @@ class ProcessRunner:
         for notification in notifications:
             tracking = Tracking(app.name, notification.id)
             domain_event = app.mapper.to_domain_event(notification)
-            handle = partial(self.manager.process_event, domain_event, tracking)
+            handle = partial(self._process, domain_event, tracking)
             if not self._attempt(tracking, handle):
                 break
         return len(notifications)
+
+    def _process(self, domain_event: Any, tracking: Tracking) -> None:
+        # In the trace of the request that wrote the event, wherever it ran.
+        with span(
+            f"{self.manager.name} on {type(domain_event).__name__}",
+            carrier_of(domain_event),
+        ):
+            self.manager.process_event(domain_event, tracking)
 
     def _attempt(self, tracking: Tracking, action: Callable[[], None]) -> bool:
         """Run ``action``; after ``max_attempts`` failures park the event.
@@ -394,6 +410,17 @@ class ProcessRunner:
         if not isinstance(domain_event, Saga.CommandIssued):
             manager.recorder.insert_tracking(Tracking(manager.name, notification.id))
             return
+        with span(
+            f"{manager.name} sends {domain_event.message_type}",
+            carrier_of(domain_event),
+        ):
+            self._send(notification, domain_event)
+
+    def _send(
+        self, notification: Notification, domain_event: Saga.CommandIssued
+    ) -> None:
+        """Send the command and record its reply (or its failure) in the saga."""
+        manager = self.manager
         key = (manager.name, notification.id)
         try:
             result = self.sender.send(
@@ -427,17 +454,35 @@ class ProcessRunner:
             self._indexed_position = notifications[-1].id
 
     def _index(self, domain_event: Any) -> None:
-        if isinstance(domain_event, Saga.DeadlineSet):
+        if isinstance(domain_event, AggregateCreated) and hasattr(domain_event, "key"):
+            self._started[domain_event.originator_id] = domain_event.timestamp
+            self.sagas["running"] += 1
+        elif isinstance(domain_event, Saga.DeadlineSet):
             self._deadlines[(domain_event.originator_id, domain_event.name)] = (
                 domain_event.due
             )
         elif isinstance(domain_event, (Saga.DeadlineCancelled, Saga.DeadlineFired)):
             self._deadlines.pop((domain_event.originator_id, domain_event.name), None)
         elif isinstance(domain_event, Saga.Finished):
+            self._count_finished(domain_event)
             for key in [
                 k for k in self._deadlines if k[0] == domain_event.originator_id
             ]:
                 del self._deadlines[key]
+
+    def _count_finished(self, finished: Saga.Finished) -> None:
+        self.sagas["running"] -= 1
+        self.sagas[finished.status] += 1
+        started = self._started.pop(finished.originator_id, None)
+        if started is not None and self.on_finished is not None:
+            self.on_finished(
+                finished.status, (finished.timestamp - started).total_seconds()
+            )
+
+    def overdue(self, grace: timedelta = timedelta(seconds=5)) -> int:
+        """Deadlines due more than ``grace`` ago and not fired: stuck sagas."""
+        limit = self.clock() - grace
+        return sum(due < limit for due in list(self._deadlines.values()))
 
     def _fire_due_deadlines(self) -> int:
         self._index_deadlines()

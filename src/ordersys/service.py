@@ -15,6 +15,12 @@ from typing import Any, Protocol
 from ordersys.application import Application
 from ordersys.commands import CommandBus
 from ordersys.middleware import logging_middleware
+from ordersys.observability.metrics import (
+    MetricsServer,
+    metrics_middleware,
+    serve_metrics,
+    service_registry,
+)
 from ordersys.queries import QueryBus
 from ordersys.settings import Settings
 from ordersys.transport import Transport, serve_bus
@@ -45,11 +51,25 @@ class Service:
     )
     workers: list[Worker] = field(default_factory=list)
     started: bool = False
+    metrics: MetricsServer | None = None
+
+    def __post_init__(self) -> None:
+        self.registry = service_registry(self.applications, self.workers)
+        measure = metrics_middleware(self.registry)
+        self.commands.add_middleware(measure)
+        self.queries.add_middleware(measure)
 
     def start(self) -> None:
-        """Run the workers, then answer requests."""
+        """Run the workers, then answer requests (and metrics, on
+        ``ORDERSYS_METRICS_PORT`` unless it is 0)."""
         for worker in self.workers:
             worker.start()
+        if self.settings.metrics_port:
+            self.metrics = serve_metrics(
+                self.settings.metrics_port,
+                self.settings.metrics_host,
+                registry=self.registry,
+            )
         serve_bus(self.transport, self.name, self.commands, self.queries)
         self.started = True
         logger.info("%s is serving %s", self.name, sorted(self.handled()))
@@ -60,6 +80,9 @@ class Service:
     def stop(self) -> None:
         """Stop answering, then stop the workers and close the applications."""
         self.transport.close()
+        if self.metrics is not None:
+            self.metrics.stop()
+            self.metrics = None
         for worker in reversed(self.workers):
             try:
                 worker.stop()

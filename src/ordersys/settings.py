@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     )
     smtp_port: int = Field(25, ge=1, le=65535)
     smtp_sender: str = "orders@ordersys.local"
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of a service's /metrics; 0: none."
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address /metrics binds.")
+    otlp_endpoint: str = Field(
+        "",
+        description="OTLP/HTTP endpoint traces are sent to (http://jaeger:4318); "
+        "empty: no traces.",
+    )
     crash_at: list[str] = Field(
         default_factory=list,
         description="Crash points where the process kills itself, for recovery tests: "

@@ -33,6 +33,7 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 from kombu.message import Message as KombuMessage
 from kombu.messaging import Consumer, Producer
+from opentelemetry.trace import SpanKind
 from pydantic_core import to_jsonable_python
 
 from ordersys.bus import MessageBus
@@ -44,6 +45,12 @@ from ordersys.errors import (
     error_from_dict,
 )
 from ordersys.observability.logs import log_context
+from ordersys.observability.tracing import (
+    current_carrier,
+    inject_into,
+    span,
+    trace_fields,
+)
 from ordersys.settings import address_of
 
 logger = logging.getLogger("ordersys.transport")
@@ -66,7 +73,8 @@ class Envelope:
     def new(cls, message_type: str, body: dict[str, Any], **headers: str) -> Envelope:
         """A new envelope; inside a handler it carries on the correlation id and
         trace context of the message being handled."""
-        for key, value in _handling.get().items():
+        # The current span, if any, is the parent of whatever handles this.
+        for key, value in [*current_carrier().items(), *_handling.get().items()]:
             headers.setdefault(key, value)
         headers.setdefault("message_id", str(uuid.uuid4()))
         headers.setdefault("correlation_id", headers["message_id"])
@@ -85,10 +93,20 @@ def handling(envelope: Envelope) -> Iterator[None]:
     correlation id and trace context, and log lines name them."""
     carried = {k: envelope.headers[k] for k in PROPAGATED if k in envelope.headers}
     token = _handling.set(carried)
+    correlation_id = carried.get("correlation_id", "")
     try:
-        with log_context(
-            message_type=envelope.message_type,
-            correlation_id=carried.get("correlation_id", ""),
+        with (
+            span(
+                f"handle {envelope.message_type}",
+                carried,
+                kind=SpanKind.SERVER,
+                correlation_id=correlation_id,
+            ) as current,
+            log_context(
+                message_type=envelope.message_type,
+                correlation_id=correlation_id,
+                **trace_fields(current),
+            ),
         ):
             yield
     finally:
@@ -389,6 +407,15 @@ class KombuTransport(Transport):
         return channel
 
     def call(self, service: str, envelope: Envelope, timeout: float) -> Any:
+        with span(
+            f"call {service} {envelope.message_type}",
+            kind=SpanKind.CLIENT,
+            correlation_id=envelope.headers.get("correlation_id", ""),
+        ):
+            inject_into(envelope.headers)
+            return self._call(service, envelope, timeout)
+
+    def _call(self, service: str, envelope: Envelope, timeout: float) -> Any:
         reply_channel = self._reply_channel()
         correlation_id = envelope.headers.get("message_id") or str(uuid.uuid4())
         reply_channel.awaiting.add(correlation_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +36,12 @@ def eventually(check: Callable[[], T | None], within: float = 60.0) -> T:
             msg = f"not true within {within}s: last result {result!r}"
             raise AssertionError(msg)
         time.sleep(0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class ServiceProcess:
@@ -92,13 +99,32 @@ class System:
         self.env = dict(env)
         self.log = log
         self.processes: dict[str, ServiceProcess] = {}
+        self.metrics_ports: dict[str, int] = {}
+        self.gateway_port = 0
         self.client = KombuTransport(URL, prefix=env["ORDERSYS_MESSAGING_PREFIX"])
 
-    def start(self, names: Iterable[str] = SERVICES, **settings: str) -> None:
+    def start(
+        self,
+        names: Iterable[str] = SERVICES,
+        *,
+        metrics: bool = False,
+        **settings: str,
+    ) -> None:
         """Start ``names`` (in the order ``ordersys up`` does), with extra
-        ``ORDERSYS_*`` settings, and wait until each is ready."""
+        ``ORDERSYS_*`` settings, and wait until each is ready. With ``metrics``
+        each serves /metrics on a free port (``metrics_ports``)."""
         env = {**self.env, **{f"ORDERSYS_{k.upper()}": v for k, v in settings.items()}}
-        started = [ServiceProcess(n, env, self.log) for n in names]
+        started = []
+        for name in names:
+            if name == "gateway":  # its /metrics is on its HTTP port
+                self.gateway_port = free_port()
+                env = {**env, "ORDERSYS_GATEWAY_PORT": str(self.gateway_port)}
+                if metrics:
+                    self.metrics_ports[name] = self.gateway_port
+            elif metrics:
+                self.metrics_ports[name] = free_port()
+                env = {**env, "ORDERSYS_METRICS_PORT": str(self.metrics_ports[name])}
+            started.append(ServiceProcess(name, env, self.log))
         for process in started:
             process.wait_ready()
             self.processes[process.name] = process

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter as CounterOf
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -152,6 +153,8 @@ class EventConsumer:
         ):
             register_queue(conn, registry, self.name)
         self._attempts: dict[str, int] = {}
+        self.outcomes: CounterOf[str] = CounterOf()
+        """Messages by outcome: applied, duplicate, retried, dead_lettered."""
         self.duplicates = 0
         """Messages received again after they were applied (and left alone)."""
         self._stopping = threading.Event()
@@ -171,6 +174,18 @@ class EventConsumer:
             self.prefetch,
             self._stopping,
         )
+
+    def depths(self) -> dict[str, int]:
+        """Messages waiting in the queue and in its dead-letter queue, as the
+        broker counts them (for metrics; passive declares change nothing)."""
+        with KombuConnection(self.settings.rabbitmq_url, connect_timeout=2) as conn:
+            channel = conn.default_channel
+            return {
+                "waiting": channel.queue_declare(self.name, passive=True).message_count,
+                "dead": channel.queue_declare(
+                    self.dlq.name, passive=True
+                ).message_count,
+            }
 
     def stop(self) -> None:
         self._stopping.set()
@@ -235,6 +250,7 @@ class EventConsumer:
                         self.handlers[envelope.message_type](envelope, conn)
                 else:
                     self.duplicates += 1
+            self.outcomes["applied" if recorded else "duplicate"] += 1
         except psycopg.OperationalError:
             conn.close()
             raise
@@ -255,6 +271,7 @@ class EventConsumer:
             reason = f"failed {attempts} times: {error!r}"
             self._dead_letter(message, producer, reason)
             return
+        self.outcomes["retried"] += 1
         logger.warning(
             "%s: %s failed (attempt %s): %r", self.name, message_id, attempts, error
         )
@@ -264,6 +281,7 @@ class EventConsumer:
     def _dead_letter(
         self, message: KombuMessage, producer: Producer, reason: str
     ) -> None:
+        self.outcomes["dead_lettered"] += 1
         logger.error("%s: dead-lettered: %s", self.name, reason)
         headers = dict(message.headers or {})
         headers[ERROR_HEADER] = reason

@@ -23,11 +23,13 @@ from typing import Any
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
+from opentelemetry.trace import SpanKind
 from pydantic_core import to_jsonable_python
 
 from ordersys.application import Application
 from ordersys.messaging.contracts import VERSION_HEADER
 from ordersys.messaging.publisher import Outgoing, Publisher
+from ordersys.observability.tracing import TRACE_FIELD, carrier_of, inject_into, span
 
 logger = logging.getLogger("ordersys.relay")
 
@@ -68,7 +70,7 @@ class Relay:
         private_fields: Iterable[str] = (),
     ) -> None:
         self.app = app
-        self.private_fields = frozenset(private_fields)
+        self.private_fields = frozenset(private_fields) | {TRACE_FIELD}
         self.service = service
         self.publisher = publisher
         self.topics = {f"{c.__module__}:{c.__qualname__}" for c in integration_events}
@@ -150,16 +152,21 @@ class Relay:
         )
         body = json.dumps({"message_type": name, "body": payload}).encode()
         message_id = f"{self.service}:{notification.id}"
+        headers: dict[str, Any] = {
+            "message_id": message_id,
+            "origin": self.service,
+            "message_type": name,
+            VERSION_HEADER: getattr(type(domain_event), "class_version", 1),
+        }
+        carrier = carrier_of(domain_event)
+        if carrier:  # the consumers carry on the trace the event was written in
+            with span(f"relay {name}", carrier, kind=SpanKind.PRODUCER):
+                inject_into(headers)
         return Outgoing(
             routing_key=f"{self.service}.{name}",
             body=body,
             message_id=message_id,
-            headers={
-                "message_id": message_id,
-                "origin": self.service,
-                "message_type": name,
-                VERSION_HEADER: getattr(type(domain_event), "class_version", 1),
-            },
+            headers=headers,
         )
 
     def start(self, poll_interval: float = 0.02) -> None:

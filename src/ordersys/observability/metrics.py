@@ -6,6 +6,11 @@
 * :class:`ProjectionCollector` reports each projection's position and lag
   (``ordersys_projection_position``, ``ordersys_projection_lag``), read when
   Prometheus scrapes, so the figures are never stale;
+* :class:`ServiceCollector` reports what a service's applications, relays,
+  consumers and process managers are doing (events appended, relay lag,
+  queue and dead-letter depth, sagas by status, overdue deadlines), also read
+  at scrape time; :func:`service_registry` puts it all in one registry with
+  the process's own figures;
 * :func:`serve_metrics` exposes a registry at ``http://<host>:<port>/metrics``
   for processes that have no HTTP server of their own.
 """
@@ -16,15 +21,27 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
+from ordersys.application import Application
 from ordersys.bus import Next
 from ordersys.commands import Command
 from ordersys.messages import Message
+from ordersys.messaging.consumer import EventConsumer
+from ordersys.messaging.relay import Relay
 from ordersys.middleware import timing_middleware
+from ordersys.processes import ProcessRunner
 from ordersys.projections import ProjectionRunner
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -86,6 +103,129 @@ class ProjectionCollector(Collector):
             lag.add_metric(labels, max(head - applied, 0))
         yield position
         yield lag
+
+
+SAGA_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class ServiceCollector(Collector):
+    """What a service's parts are doing, read when Prometheus scrapes."""
+
+    def __init__(
+        self, applications: Iterable[Application], workers: Iterable[object]
+    ) -> None:
+        self.applications = list(applications)
+        self.workers = list(workers)
+
+    def _of(self, kind: type[Any]) -> list[Any]:
+        return [w for w in self.workers if isinstance(w, kind)]
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield from ProjectionCollector(self._of(ProjectionRunner)).collect()
+        appended = CounterMetricFamily(
+            "ordersys_events_appended",
+            "Events an application has recorded (its head position).",
+            labels=["application"],
+        )
+        for app in self.applications:
+            appended.add_metric([app.name], app.head_position())
+        yield appended
+        yield from self._relays()
+        yield from self._consumers()
+        yield from self._sagas()
+
+    def _relays(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily(
+            "ordersys_relay_lag",
+            "Events recorded but not yet confirmed by the broker.",
+            labels=["relay"],
+        )
+        position = GaugeMetricFamily(
+            "ordersys_relay_position",
+            "Position up to which the broker confirmed every event.",
+            labels=["relay"],
+        )
+        for relay in self._of(Relay):
+            at = relay.position()
+            position.add_metric([relay.name], at)
+            lag.add_metric([relay.name], max(relay.app.head_position() - at, 0))
+        yield lag
+        yield position
+
+    def _consumers(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        waiting = GaugeMetricFamily(
+            "ordersys_consumer_queue_depth",
+            "Messages waiting in a consumer's queue.",
+            labels=["queue"],
+        )
+        dead = GaugeMetricFamily(
+            "ordersys_dead_letters",
+            "Messages in a consumer queue's dead-letter queue.",
+            labels=["queue"],
+        )
+        handled = CounterMetricFamily(
+            "ordersys_consumer_messages",
+            "Messages a consumer took, by outcome.",
+            labels=["queue", "outcome"],
+        )
+        for consumer in self._of(EventConsumer):
+            for outcome, n in sorted(consumer.outcomes.items()):
+                handled.add_metric([consumer.name, outcome], n)
+            try:
+                depths = consumer.depths()
+            except Exception:
+                continue
+            waiting.add_metric([consumer.name], depths["waiting"])
+            dead.add_metric([consumer.name], depths["dead"])
+        yield waiting
+        yield dead
+        yield handled
+
+    def _sagas(self) -> Iterator[GaugeMetricFamily]:
+        sagas = GaugeMetricFamily(
+            "ordersys_sagas",
+            "Sagas of a process manager by status.",
+            labels=["process", "status"],
+        )
+        overdue = GaugeMetricFamily(
+            "ordersys_saga_deadlines_overdue",
+            "Saga deadlines due more than 5 s ago and not fired (stuck sagas).",
+            labels=["process"],
+        )
+        for runner in self._of(ProcessRunner):
+            name = runner.manager.name
+            for status in ("running", "completed", "failed"):
+                sagas.add_metric([name, status], runner.sagas[status])
+            overdue.add_metric([name], runner.overdue())
+        yield sagas
+        yield overdue
+
+
+def service_registry(
+    applications: Iterable[Application], workers: Iterable[object]
+) -> CollectorRegistry:
+    """A registry of one service: its parts, and the process's CPU, memory,
+    garbage collection and Python version. Saga durations are observed into
+    ``ordersys_saga_seconds`` as process runners see sagas finish."""
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    workers = list(workers)
+    registry.register(ServiceCollector(applications, workers))
+    durations = Histogram(
+        "ordersys_saga_seconds",
+        "Time from a saga's start to its end, by final status.",
+        ["process", "status"],
+        buckets=SAGA_BUCKETS,
+        registry=registry,
+    )
+    for runner in workers:
+        if isinstance(runner, ProcessRunner):
+            process = runner.manager.name
+            runner.on_finished = lambda status, seconds, process=process: (
+                durations.labels(process, status).observe(seconds)
+            )
+    return registry
 
 
 @dataclass(frozen=True)

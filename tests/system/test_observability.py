@@ -1,0 +1,272 @@
+"""Observability of the running system: every service's /metrics, the real
+Prometheus scraping them, the dashboards' and alerts' metrics among what the
+services export, and one order's trace across the services."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.system.system import ROOT, System, eventually, free_port
+
+DEPLOY = ROOT / "deploy"
+
+EXPECTED = {
+    "users": {"ordersys_messages_total", "ordersys_relay_lag"},
+    "catalog": {"ordersys_message_seconds_bucket", "ordersys_projection_lag"},
+    "payments": {"ordersys_messages_total", "ordersys_events_appended_total"},
+    "orders": {
+        "ordersys_sagas",
+        "ordersys_saga_seconds_bucket",
+        "ordersys_saga_deadlines_overdue",
+        "ordersys_relay_lag",
+        "ordersys_projection_lag",
+    },
+    "notifications": {
+        "ordersys_consumer_queue_depth",
+        "ordersys_dead_letters",
+        "ordersys_consumer_messages_total",
+    },
+    "analytics": {"ordersys_consumer_queue_depth", "ordersys_dead_letters"},
+}
+
+
+def scrape(port: int) -> dict[str, list[Any]]:
+    """Sample name → samples, from a /metrics page."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    samples: dict[str, list[Any]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def one_order(system: System) -> str:
+    order_id = system.place(system.customer(), system.product(stock=5))
+    system.final([order_id])
+    return order_id
+
+
+@pytest.fixture
+def observed(system: System) -> System:
+    system.start(metrics=True)
+    one_order(system)
+    return system
+
+
+def test_every_service_exports_its_figures(observed: System) -> None:
+    def exported() -> dict[str, set[str]] | None:
+        missing = {
+            name: wanted - set(scrape(observed.metrics_ports[name]))
+            for name, wanted in EXPECTED.items()
+        }
+        return None if any(missing.values()) else missing
+
+    eventually(exported, within=20)
+    orders = scrape(observed.metrics_ports["orders"])
+    completed = [
+        s for s in orders["ordersys_sagas"] if s.labels["status"] == "completed"
+    ]
+    assert [s.value for s in completed] == [1.0]
+    created = [
+        s
+        for s in orders["ordersys_messages_total"]
+        if s.labels["message_type"] == "order.create"
+    ]
+    assert [(s.labels["outcome"], s.value) for s in created] == [("ok", 1.0)]
+    assert "process_resident_memory_bytes" in orders
+
+
+def query_names(expression: str) -> set[str]:
+    """The metric names a PromQL expression reads."""
+    names = set(re.findall(r"\b(ordersys_[a-z_]+|process_[a-z_]+|up)\b", expression))
+    return {n for n in names if not n.endswith("_")}
+
+
+def deploy_expressions() -> list[str]:
+    """Every PromQL expression of the Grafana dashboards and alert rules."""
+    expressions = []
+    for dashboard in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
+        for match in re.finditer(
+            r'"expr":\s*"((?:[^"\\]|\\.)*)"', dashboard.read_text()
+        ):
+            expressions.append(json.loads(f'"{match.group(1)}"'))
+    rules = DEPLOY / "prometheus" / "alerts.yml"
+    for match in re.finditer(r"expr:\s*(.+)", rules.read_text()):
+        expressions.append(match.group(1))
+    return expressions
+
+
+@pytest.fixture
+def prometheus(observed: System, tmp_path: Path) -> Iterator[str]:
+    """The real Prometheus scraping every service once a second."""
+    jobs = [
+        {
+            "job_name": name,
+            "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
+        }
+        for name, port in observed.metrics_ports.items()
+    ]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        json.dumps({"global": {"scrape_interval": "1s"}, "scrape_configs": jobs})
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(30)
+
+
+def api(base: str, path: str) -> Any:
+    try:
+        with urllib.request.urlopen(f"{base}{path}", timeout=5) as reply:
+            return json.loads(reply.read())["data"]
+    except OSError:
+        return None
+
+
+def test_prometheus_scrapes_every_service_and_finds_the_key_series(
+    prometheus: str, observed: System
+) -> None:
+    seen: list[Any] = []
+
+    def all_up() -> list[Any] | None:
+        targets = (api(prometheus, "/api/v1/targets") or {}).get("activeTargets", [])
+        seen[:] = [(t["labels"]["job"], t["health"], t["lastError"]) for t in targets]
+        healthy = [t for t in targets if t["health"] == "up"]
+        return targets if len(healthy) == len(observed.metrics_ports) else None
+
+    try:
+        targets = eventually(all_up, within=40)
+    except AssertionError:
+        pytest.fail(f"targets not all up: {seen}")
+    assert {t["labels"]["job"] for t in targets} == set(observed.metrics_ports)
+    for name, wanted in EXPECTED.items():
+        for series in wanted:
+            query = urllib.parse.quote(f'{series}{{job="{name}"}}')
+            found = eventually(
+                lambda q=query: (api(prometheus, f"/api/v1/query?query={q}") or {}).get(
+                    "result"
+                ),
+                within=20,
+            )
+            assert found, (name, series)
+
+
+def test_dashboards_and_alerts_use_only_metrics_the_services_export(
+    observed: System,
+) -> None:
+    if not (DEPLOY / "prometheus" / "alerts.yml").exists():
+        pytest.skip("deploy/ has no dashboards and alert rules yet")
+    exported = {"up"}
+    for port in observed.metrics_ports.values():
+        exported |= set(scrape(port))
+    expressions = deploy_expressions()
+
+    unknown = {
+        name: expression
+        for expression in expressions
+        for name in query_names(expression)
+        if name not in exported and not name.startswith("ordersys_http_")
+    }
+
+    assert len(expressions) > 10
+    assert unknown == {}
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """A small OTLP/HTTP receiver: keeps every span it is sent."""
+
+    spans: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        request = ExportTraceServiceRequest.FromString(
+            self.rfile.read(int(self.headers["Content-Length"]))
+        )
+        for resource_spans in request.resource_spans:
+            service = next(
+                a.value.string_value
+                for a in resource_spans.resource.attributes
+                if a.key == "service.name"
+            )
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    type(self).spans.append(
+                        {
+                            "service": service,
+                            "name": span.name,
+                            "trace": span.trace_id.hex(),
+                            "id": span.span_id.hex(),
+                            "parent": span.parent_span_id.hex(),
+                        }
+                    )
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    handler = type("Collector", (_Collector,), {"spans": []})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", handler.spans
+    server.shutdown()
+
+
+def test_one_order_is_one_trace_across_the_services(
+    system: System, collector: tuple[str, list[dict[str, Any]]]
+) -> None:
+    endpoint, spans = collector
+    system.start(otlp_endpoint=endpoint)
+    one_order(system)
+
+    def traced() -> list[dict[str, Any]] | None:
+        roots = [s for s in spans if s["name"] == "handle order.create"]
+        if not roots:
+            return None
+        trace = [s for s in spans if s["trace"] == roots[0]["trace"]]
+        names = {s["name"] for s in trace}
+        wanted = {"handle OrderConfirmed", "handle payment.capture"}
+        return trace if all(any(w in n for n in names) for w in wanted) else None
+
+    time.sleep(0.5)
+    trace = eventually(traced, within=30)
+
+    ids = {s["id"] for s in trace}
+    roots = [s for s in trace if not s["parent"]]
+    assert [r["name"] for r in roots] == ["handle order.create"]
+    assert all(s["parent"] in ids for s in trace if s["parent"]), trace
+    services = {s["service"] for s in trace}
+    assert {"orders", "catalog", "payments", "notifications", "analytics"} <= services
+    names = {s["name"] for s in trace}
+    assert {"append Orders", "relay OrderConfirmed"} <= names
