@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ordersys import NotFound
+from ordersys import InfrastructureUnavailable, NotFound, RequestTimeout
 from ordersys.shop.services import SERVICES
 from ordersys.transport import Envelope, KombuTransport
 
@@ -133,6 +133,15 @@ class System:
     def names() -> list[str]:
         return list(SERVICES)
 
+    def configure(self, **settings: str) -> None:
+        """Settings every service started from now on gets."""
+        self.env.update({f"ORDERSYS_{k.upper()}": v for k, v in settings.items()})
+
+    def crash_and_restart(self, name: str) -> None:
+        """kill -9 the service, then start it again."""
+        self.processes.pop(name).kill()
+        self.start([name])
+
     def restart(self, name: str) -> None:
         self.processes.pop(name).stop()
         self.start([name])
@@ -198,9 +207,12 @@ class System:
         for order_id in order_ids:
 
             def done(order_id: str = order_id) -> dict[str, Any] | None:
-                order: dict[str, Any] | None = self.find(
-                    "orders", "order.get", order_id=order_id
-                )
+                try:
+                    order: dict[str, Any] | None = self.find(
+                        "orders", "order.get", order_id=order_id
+                    )
+                except (InfrastructureUnavailable, RequestTimeout):
+                    return None  # the broker or the service is coming back
                 return order if order and order["status"] in FINAL else None
 
             orders.append(eventually(done, within))

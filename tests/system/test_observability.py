@@ -5,7 +5,6 @@ services export, and one order's trace across the services."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import threading
 import time
@@ -22,9 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.system.system import ROOT, System, eventually, free_port
-
-DEPLOY = ROOT / "deploy"
+from tests.deploy.test_dashboards import CONTRACT, metric_names
+from tests.system.system import System, eventually, free_port
 
 EXPECTED = {
     "users": {"ordersys_messages_total", "ordersys_relay_lag"},
@@ -91,26 +89,6 @@ def test_every_service_exports_its_figures(observed: System) -> None:
     ]
     assert [(s.labels["outcome"], s.value) for s in created] == [("ok", 1.0)]
     assert "process_resident_memory_bytes" in orders
-
-
-def query_names(expression: str) -> set[str]:
-    """The metric names a PromQL expression reads."""
-    names = set(re.findall(r"\b(ordersys_[a-z_]+|process_[a-z_]+|up)\b", expression))
-    return {n for n in names if not n.endswith("_")}
-
-
-def deploy_expressions() -> list[str]:
-    """Every PromQL expression of the Grafana dashboards and alert rules."""
-    expressions = []
-    for dashboard in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
-        for match in re.finditer(
-            r'"expr":\s*"((?:[^"\\]|\\.)*)"', dashboard.read_text()
-        ):
-            expressions.append(json.loads(f'"{match.group(1)}"'))
-    rules = DEPLOY / "prometheus" / "alerts.yml"
-    for match in re.finditer(r"expr:\s*(.+)", rules.read_text()):
-        expressions.append(match.group(1))
-    return expressions
 
 
 @pytest.fixture
@@ -182,22 +160,15 @@ def test_prometheus_scrapes_every_service_and_finds_the_key_series(
 def test_dashboards_and_alerts_use_only_metrics_the_services_export(
     observed: System,
 ) -> None:
-    if not (DEPLOY / "prometheus" / "alerts.yml").exists():
-        pytest.skip("deploy/ has no dashboards and alert rules yet")
     exported = {"up"}
     for port in observed.metrics_ports.values():
         exported |= set(scrape(port))
-    expressions = deploy_expressions()
 
-    unknown = {
-        name: expression
-        for expression in expressions
-        for name in query_names(expression)
-        if name not in exported and not name.startswith("ordersys_http_")
-    }
+    used = metric_names()
 
-    assert len(expressions) > 10
-    assert unknown == {}
+    assert len(used) > 15
+    assert used - exported == set()
+    assert CONTRACT - exported == set()
 
 
 class _Collector(BaseHTTPRequestHandler):

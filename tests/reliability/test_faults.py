@@ -1,0 +1,234 @@
+"""The reliability suite: orders placed through the gateway while services are
+killed and restarted, RabbitMQ's connections closed and its app restarted,
+PostgreSQL's backends terminated and Redis flushed. Afterwards the system must
+converge: every accepted order final, read models equal to a rebuild from the
+events, stock and payments reconciled, nothing stuck outside a dead-letter
+queue. It prints what it did and what it found."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from ordersys.projections import ProjectionRunner
+from ordersys.readmodels.memory import MemoryReadModelStore
+from ordersys.readmodels.postgres import PostgresReadModelStore
+from ordersys.settings import Settings
+from ordersys.shop.catalog.projections import ProductCatalog
+from ordersys.shop.catalog.service import Catalog
+from ordersys.shop.orders.projections import OrderDetails
+from ordersys.shop.orders.service import Orders
+from tests.reliability import faults
+from tests.system.checks import captures, check_agreement
+from tests.system.system import System
+
+PASSWORD = "reliability-suite-pw"
+SECRET = "the reliability suite's gateway key, long enough for HS256"
+SERVICE_ORDER = ["notifications", "analytics", "users", "catalog", "payments", "orders"]
+
+
+class Load:
+    """Customers placing orders through the gateway, each retried with its
+    Idempotency-Key until the gateway accepts it (or gives up after a minute)."""
+
+    def __init__(self, system: System, products: list[str], workers: int = 4) -> None:
+        self.system = system
+        self.products = products
+        self.accepted: list[str] = []
+        self.failures: Counter[str] = Counter()
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._customer, args=(n,), daemon=True)
+            for n in range(workers)
+        ]
+        self._lock = threading.Lock()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.system.gateway_port}"
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(120)
+
+    def _customer(self, number: int) -> None:
+        email = f"load-{number}-{uuid.uuid4().hex[:6]}@example.com"
+        token = self._retry(
+            lambda c: self._register_and_login(c, email), "register and log in"
+        )
+        turn = 0
+        while not self.stopping.is_set() and token:
+            product = self.products[(number + turn) % len(self.products)]
+            turn += 1
+            key = str(uuid.uuid4())
+            body = {"items": [{"product_id": product, "quantity": 1}], "submit": True}
+            order = self._retry(
+                lambda c, body=body, key=key: self._place(c, token, key, body), "order"
+            )
+            if order:
+                with self._lock:
+                    self.accepted.append(order)
+            time.sleep(0.05)
+
+    def _register_and_login(self, client: httpx.Client, email: str) -> str | None:
+        client.post(
+            "/auth/register",
+            json={"email": email, "name": "Load", "password": PASSWORD},
+        )
+        login = client.post("/auth/login", json={"email": email, "password": PASSWORD})
+        return str(login.json()["access_token"]) if login.status_code == 200 else None
+
+    def _place(
+        self, client: httpx.Client, token: str, key: str, body: dict[str, Any]
+    ) -> str | None:
+        reply = client.post(
+            "/orders",
+            json=body,
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+        )
+        if reply.status_code == 201:
+            return str(reply.json()["id"])
+        self.failures[f"HTTP {reply.status_code}"] += 1
+        return None
+
+    def _retry(self, attempt: Any, what: str) -> Any:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with httpx.Client(base_url=self.url(), timeout=10) as client:
+                    result = attempt(client)
+                if result:
+                    return result
+            except httpx.HTTPError as e:
+                self.failures[f"{what}: {type(e).__name__}"] += 1
+            time.sleep(0.2)
+        self.failures[f"{what}: gave up"] += 1
+        return None
+
+
+def rebuilt_equals_live(settings: Settings) -> dict[str, int]:
+    """Rebuild the orders and catalog read models from their events (in memory)
+    and compare every document with the live one in PostgreSQL, once the live
+    one has caught up; how many documents differ."""
+    mismatches: dict[str, int] = {}
+    for projection, app_class, collection, key in (
+        (OrderDetails, Orders, "orders", "order_id"),
+        (ProductCatalog, Catalog, "products", "product_id"),
+    ):
+        app = app_class(settings)
+        runner = ProjectionRunner(
+            projection, app, store=MemoryReadModelStore(projection.name)
+        )
+        runner.catch_up()
+        rebuilt = {d[key]: d for d in runner.store.find(collection, limit=100_000)}
+        live_store = PostgresReadModelStore(settings, projection.name)
+
+        def differ(
+            live_store: PostgresReadModelStore = live_store,
+            rebuilt: dict[str, Any] = rebuilt,
+            collection: str = collection,
+            key: str = key,
+        ) -> int:
+            live = {d[key]: d for d in live_store.find(collection, limit=100_000)}
+            return sum(live.get(k) != v for k, v in rebuilt.items()) + len(
+                set(live) - set(rebuilt)
+            )
+
+        deadline = time.monotonic() + 30
+        while (found := differ()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        mismatches[collection] = found
+        app.close()
+    return mismatches
+
+
+def applied_twice(
+    system: System, settings: Settings, orders: list[dict[str, Any]]
+) -> int:
+    """Captures beyond one per order, and notifications beyond one per order."""
+    extra = 0
+    for order in orders:
+        extra += max(captures(settings, order["order_id"]) - 1, 0)
+        told = system.call(
+            "notifications", "notifications.getAll", order_id=order["order_id"]
+        )
+        extra += max(told["total"] - 1, 0)
+    return extra
+
+
+def stuck_messages(prefix: str) -> dict[str, int]:
+    """Messages left in any of the run's queues but its dead-letter queues."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "messages"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    rows = [line.split() for line in listed]
+    return {
+        name: int(count)
+        for name, count in (row for row in rows if len(row) == 2)
+        if name.startswith(prefix)
+        and not name.endswith(".dlq")
+        and count.isdigit()
+        and int(count)
+    }
+
+
+def test_under_faults_no_order_is_lost_and_no_effect_applied_twice(
+    system: System, pg_settings: Settings
+) -> None:
+    system.configure(
+        jwt_secret=SECRET, rate_limit_per_minute="1000000", saga_step_timeout="20"
+    )
+    system.start()
+    stock = {system.product(stock=n): n for n in (40, 400, 4000)}
+    load = Load(system, list(stock))
+    injected: list[str] = []
+
+    def inject(name: str, action: Any) -> None:
+        time.sleep(1.5)
+        action()
+        injected.append(name)
+
+    load.start()
+    for service in [*SERVICE_ORDER, "gateway"]:
+        inject(f"kill -9 {service}", lambda s=service: system.crash_and_restart(s))
+    inject("rabbitmqctl close_all_connections", faults.close_all_rabbitmq_connections)
+    inject("RabbitMQ stop_app/start_app", faults.restart_rabbitmq_app)
+    inject(
+        "pg_terminate_backend", lambda: faults.terminate_postgres_backends(pg_settings)
+    )
+    inject("Redis FLUSHDB", lambda: faults.flush_redis(pg_settings))
+    time.sleep(2)
+    load.stop()
+
+    orders = system.final(load.accepted, within=180)
+    lost = len(load.accepted) - len(orders)
+    twice = applied_twice(system, pg_settings, orders)
+    mismatches = rebuilt_equals_live(pg_settings)
+    stuck = stuck_messages(system.env["ORDERSYS_MESSAGING_PREFIX"])
+    statuses = Counter(o["status"] for o in orders)
+    print(
+        f"\nreliability: {len(load.accepted)} orders accepted "
+        f"({dict(statuses)}), {len(injected)} faults injected "
+        f"({'; '.join(injected)}), orders lost: {lost}, effects applied twice: "
+        f"{twice}, read-model mismatches after rebuild: {mismatches}, "
+        f"messages stuck: {stuck}, client-side failures retried: {dict(load.failures)}"
+    )
+    assert len(load.accepted) >= 20
+    assert lost == 0
+    assert twice == 0
+    check_agreement(system, pg_settings, orders, stock)
+    assert mismatches == {"orders": 0, "products": 0}
+    assert stuck == {}
