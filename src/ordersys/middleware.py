@@ -1,4 +1,4 @@
-"""Middleware for the message buses: logging and timing."""
+"""Middleware for the message buses: logging, timing, and outages as typed errors."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
+
 from ordersys.bus import Next
-from ordersys.errors import OrdersysError
+from ordersys.errors import InfrastructureUnavailable, OrdersysError
 from ordersys.messages import Message
 
 logger = logging.getLogger("ordersys.bus")
@@ -51,5 +54,24 @@ def timing_middleware(observer: Observer) -> Callable[[Message, Next], Any]:
             raise
         finally:
             observer(message, time.perf_counter() - started, outcome)
+
+    return middleware
+
+
+def database_outage_middleware(address: str) -> Callable[[Message, Next], Any]:
+    """Turn a lost or refused PostgreSQL connection into
+    :class:`InfrastructureUnavailable` (503: try again), not a failure (500).
+    The handler's transaction did not commit, so nothing was changed."""
+
+    def middleware(message: Message, call_next: Next) -> Any:
+        try:
+            return call_next(message)
+        except (
+            OperationalError,
+            InterfaceError,
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+        ) as e:
+            raise InfrastructureUnavailable("PostgreSQL", address, str(e)) from e
 
     return middleware

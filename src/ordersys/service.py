@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from ordersys.application import Application
 from ordersys.commands import CommandBus
-from ordersys.middleware import logging_middleware
+from ordersys.middleware import database_outage_middleware, logging_middleware
 from ordersys.observability.metrics import (
     MetricsServer,
     metrics_middleware,
@@ -56,8 +56,10 @@ class Service:
     def __post_init__(self) -> None:
         self.registry = service_registry(self.applications, self.workers)
         measure = metrics_middleware(self.registry)
-        self.commands.add_middleware(measure)
-        self.queries.add_middleware(measure)
+        outage = database_outage_middleware(self.settings.postgres_address)
+        for bus in (self.commands, self.queries):
+            bus.add_middleware(outage)
+            bus.add_middleware(measure)
 
     def start(self) -> None:
         """Run the workers, then answer requests (and metrics, on

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from eventsourcing.persistence import OperationalError
 
 from ordersys import (
     Command,
@@ -18,7 +19,9 @@ from ordersys import (
     timing_middleware,
 )
 from ordersys.bus import Next
+from ordersys.errors import InfrastructureUnavailable
 from ordersys.messages import Message
+from ordersys.middleware import database_outage_middleware
 
 
 class OpenAccount(Command):
@@ -142,3 +145,26 @@ def test_messages_are_immutable() -> None:
 
     with pytest.raises(ValueError, match="frozen"):
         command.owner = "bob"  # type: ignore[misc]
+
+
+def test_a_lost_database_connection_is_an_outage_not_a_failure() -> None:
+    bus = CommandBus(middleware=[database_outage_middleware("db:5432")])
+
+    def handler(command: Command) -> None:
+        msg = "terminating connection due to administrator command"
+        raise OperationalError(msg)
+
+    bus.register(_Outage, handler)
+
+    with pytest.raises(InfrastructureUnavailable) as raised:
+        bus.dispatch(_Outage())
+
+    assert raised.value.http_status == 503
+    assert raised.value.message == (
+        "PostgreSQL is not reachable at db:5432: "
+        "terminating connection due to administrator command"
+    )
+
+
+class _Outage(Command):
+    message_type = "test.outage"
