@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from typing import Any
+from uuid import UUID
 
+from ordersys.processes import CommandSender
 from ordersys.settings import Settings
 
 logger = logging.getLogger("ordersys.faults")
@@ -20,6 +23,8 @@ POINTS = {
     "catalog.reserved": "the catalog has saved a reservation and not replied yet",
     "payments.captured": "the payments service has saved a capture and not replied",
     "orders.confirming": "the orders service is about to save an order's confirmation",
+    "orders.reserved": "the order saga has the catalog's reservation reply, unrecorded",
+    "orders.captured": "the order saga has the payment's capture reply, unrecorded",
 }
 """Every crash point, with what has happened when a process reaches it."""
 
@@ -29,3 +34,25 @@ def crash_point(settings: Settings, point: str) -> None:
     if point in settings.crash_at:
         logger.warning("crash point %s reached: killing this process", point)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CrashingSender:
+    """A :class:`CommandSender` that reaches ``<service>.<step>`` crash points
+    once a reply to ``steps[message_type]`` is in hand, before the saga records it."""
+
+    def __init__(
+        self,
+        inner: CommandSender,
+        settings: Settings,
+        service: str,
+        steps: dict[str, str],
+    ) -> None:
+        self.inner = inner
+        self.settings = settings
+        self.points = {t: f"{service}.{step}" for t, step in steps.items()}
+
+    def send(self, command_type: str, payload: dict[str, Any], command_id: UUID) -> Any:
+        result = self.inner.send(command_type, payload, command_id)
+        if command_type in self.points:
+            crash_point(self.settings, self.points[command_type])
+        return result

@@ -56,6 +56,8 @@ def test_200_concurrent_orders_for_50_in_stock_confirm_exactly_50(
     [
         ("catalog.reserved", "catalog"),
         ("payments.captured", "payments"),
+        ("orders.reserved", "orders"),
+        ("orders.captured", "orders"),
         ("orders.confirming", "orders"),
     ],
 )

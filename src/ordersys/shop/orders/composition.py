@@ -4,16 +4,19 @@ the order saga, which sends its commands to the other services."""
 from __future__ import annotations
 
 from ordersys.cache import open_cache
+from ordersys.faults import CrashingSender
 from ordersys.messaging.publisher import publisher_for
 from ordersys.messaging.relay import Relay
-from ordersys.processes import ProcessRunner
+from ordersys.processes import CommandSender, ProcessRunner
 from ordersys.projections import ProjectionRunner, ReadModel
 from ordersys.service import Service
 from ordersys.settings import Settings
+from ordersys.shop.catalog.commands import ReserveInventory
 from ordersys.shop.orders.domain import Order
 from ordersys.shop.orders.projections import OrderDetails
 from ordersys.shop.orders.saga import OrderProcess
 from ordersys.shop.orders.service import Orders, register_handlers, register_queries
+from ordersys.shop.payments.commands import CapturePayment
 from ordersys.transport import RpcSender, Transport
 
 ROUTES = {
@@ -23,6 +26,13 @@ ROUTES = {
     "user": "users",
 }
 """Which service handles the commands whose type starts with each word."""
+
+CRASH_STEPS = {
+    ReserveInventory.message_type: "reserved",
+    CapturePayment.message_type: "captured",
+}
+"""The saga's crash points (``ordersys.faults``), by the command whose reply
+they follow."""
 
 INTEGRATION_EVENTS = (
     Order.OrderPlaced,
@@ -40,11 +50,12 @@ def build(settings: Settings, transport: Transport) -> Service:
     process = OrderProcess(settings, step_seconds=settings.saga_step_timeout)
     cache = open_cache(settings)
     details = ProjectionRunner(OrderDetails, orders, cache=cache)
-    saga = ProcessRunner(
-        process,
-        [orders],
-        RpcSender(transport, timeout=settings.rpc_timeout, routes=ROUTES),
+    sender: CommandSender = RpcSender(
+        transport, timeout=settings.rpc_timeout, routes=ROUTES
     )
+    if settings.crash_at:
+        sender = CrashingSender(sender, settings, "orders", CRASH_STEPS)
+    saga = ProcessRunner(process, [orders], sender)
     relay = Relay(
         orders,
         "orders",
