@@ -261,6 +261,18 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
     ``processing_event.collect_events(saga)``.
     """
 
+    def handle(self, domain_event: Any, tracking: Tracking) -> bool:
+        """Apply the policy to ``domain_event``; record what it changed with
+        ``tracking``, atomically. An event that changes no saga records nothing
+        (the runner records how far it got once per batch); False then."""
+        processing_event = ProcessingEvent[UUID](tracking=tracking)
+        self.policy(domain_event, processing_event)
+        if not processing_event.events:
+            return False
+        self._record(processing_event)
+        self._take_snapshots(processing_event)
+        return True
+
     def saga(self, saga_type: type[S], key: object) -> S | None:
         """The ``saga_type`` saga for ``key``, or None if it was never started."""
         try:
@@ -359,21 +371,39 @@ class ProcessRunner:
         notifications = app.recorder.select_notifications(
             start=position, limit=self.batch_size, inclusive_of_start=False
         )
-        for notification in notifications:
-            tracking = Tracking(app.name, notification.id)
-            domain_event = app.mapper.to_domain_event(notification)
-            handle = partial(self._process, domain_event, tracking)
-            if not self._attempt(tracking, handle):
-                break
+        self._each(notifications, app.name, partial(self._process, app))
         return len(notifications)
 
-    def _process(self, domain_event: Any, tracking: Tracking) -> None:
+    def _each(
+        self,
+        notifications: Sequence[Notification],
+        source: str,
+        act: Callable[[Notification, Tracking], None],
+    ) -> None:
+        """Act on each notification in order, up to the first that fails. An
+        act that changes nothing records nothing: the position reached is
+        recorded once at the end, one commit instead of one per event (after a
+        crash those events are seen again, and again change nothing)."""
+        done = None
+        for notification in notifications:
+            tracking = Tracking(source, notification.id)
+            if not self._attempt(tracking, partial(act, notification, tracking)):
+                break
+            done = tracking
+        recorded = self.manager.recorder.max_tracking_id(source) or 0
+        if done is not None and done.notification_id > recorded:
+            self.manager.recorder.insert_tracking(done)
+
+    def _process(
+        self, app: Application, notification: Notification, tracking: Tracking
+    ) -> None:
+        domain_event = app.mapper.to_domain_event(notification)
         # In the trace of the request that wrote the event, wherever it ran.
         with span(
             f"{self.manager.name} on {type(domain_event).__name__}",
             carrier_of(domain_event),
         ):
-            self.manager.process_event(domain_event, tracking)
+            self.manager.handle(domain_event, tracking)
 
     def _attempt(self, tracking: Tracking, action: Callable[[], None]) -> bool:
         """Run ``action``; after ``max_attempts`` failures park the event.
@@ -398,17 +428,13 @@ class ProcessRunner:
         notifications = manager.recorder.select_notifications(
             start=position, limit=self.batch_size, inclusive_of_start=False
         )
-        for notification in notifications:
-            tracking = Tracking(manager.name, notification.id)
-            if not self._attempt(tracking, partial(self._dispatch, notification)):
-                break
+        self._each(notifications, manager.name, self._dispatch)
         return len(notifications)
 
-    def _dispatch(self, notification: Notification) -> None:
+    def _dispatch(self, notification: Notification, _: Tracking) -> None:
         manager = self.manager
         domain_event = manager.mapper.to_domain_event(notification)
         if not isinstance(domain_event, Saga.CommandIssued):
-            manager.recorder.insert_tracking(Tracking(manager.name, notification.id))
             return
         with span(
             f"{manager.name} sends {domain_event.message_type}",
