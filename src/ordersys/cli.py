@@ -42,6 +42,7 @@ def stop_on_signals(stopping: threading.Event) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run one service of the bundled system until SIGTERM or Ctrl-C."""
     settings = load_settings()
+    configure_logging(settings.log_level, service=args.service)
     if settings.otlp_endpoint:
         configure_tracing(args.service, settings.otlp_endpoint)
     transport = KombuTransport(settings.rabbitmq_url, prefix=settings.messaging_prefix)
@@ -69,6 +70,11 @@ def up(args: argparse.Namespace) -> int:
         f"RabbitMQ {rabbitmq} (prefix {settings.messaging_prefix}), "
         f"PostgreSQL {settings.postgres_address}/{settings.postgres_dbname}"
     )
+    if "gateway" in SERVICES:
+        launcher.say(
+            f"API: http://{settings.gateway_host}:{settings.gateway_port} "
+            "(OpenAPI and Swagger UI at /docs)"
+        )
     if args.metrics_port:
         last = args.metrics_port + len(SERVICES) - 1
         launcher.say(

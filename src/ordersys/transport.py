@@ -106,11 +106,22 @@ def handling(envelope: Envelope) -> Iterator[None]:
                 message_type=envelope.message_type,
                 correlation_id=correlation_id,
                 **trace_fields(current),
+                **_order_of(envelope),
             ),
         ):
             yield
     finally:
         _handling.reset(token)
+
+
+def _order_of(envelope: Envelope) -> dict[str, str]:
+    """``{"order_id": ...}`` when the message is about an order, for log lines."""
+    order_id = (
+        envelope.body.get("order_id") if isinstance(envelope.body, dict) else None
+    )
+    if order_id is None and envelope.message_type.startswith("Order"):
+        order_id = envelope.body.get("originator_id")
+    return {"order_id": str(order_id)} if order_id else {}
 
 
 RequestHandler = Callable[[Envelope], Any]

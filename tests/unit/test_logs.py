@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from ordersys.observability.logs import configure_logging, log_context
+from ordersys.transport import Envelope, handling
 
 
 @pytest.fixture
@@ -54,3 +55,22 @@ def test_a_console_line_is_readable(restore_logging: None) -> None:
         .rstrip()
         .endswith("ordersys.test: stock added  [service=catalog]")
     )
+
+
+def test_a_message_being_handled_names_its_service_order_and_correlation(
+    restore_logging: None,
+) -> None:
+    out = io.StringIO()
+    configure_logging("INFO", json_lines=True, stream=out, service="payments")
+    envelope = Envelope.new("payment.capture", {"order_id": "o-7", "amount_cents": 5})
+
+    with handling(envelope):
+        logging.getLogger("ordersys.test").info("charging")
+
+    (line,) = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (line["service"], line["order_id"], line["message_type"]) == (
+        "payments",
+        "o-7",
+        "payment.capture",
+    )
+    assert line["correlation_id"] == envelope.headers["correlation_id"]

@@ -31,8 +31,12 @@ def log_context(**fields: Any) -> Iterator[None]:
 
 
 class _ContextFilter(logging.Filter):
+    def __init__(self, service: str | None = None) -> None:
+        super().__init__()
+        self.fields = {"service": service} if service else {}
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.context = _context.get()
+        record.context = {**self.fields, **_context.get()}
         return True
 
 
@@ -71,15 +75,19 @@ class ConsoleFormatter(logging.Formatter):
 
 
 def configure_logging(
-    level: str = "INFO", *, json_lines: bool | None = None, stream: TextIO | None = None
+    level: str = "INFO",
+    *,
+    json_lines: bool | None = None,
+    stream: TextIO | None = None,
+    service: str | None = None,
 ) -> None:
     """Send ordersys' logs to ``stream`` (stderr): JSON lines unless the stream
-    is a terminal, where people read them."""
+    is a terminal, where people read them; every line names ``service``."""
     stream = stream or sys.stderr
     if json_lines is None:
         json_lines = not stream.isatty()
     handler = logging.StreamHandler(stream)
-    handler.addFilter(_ContextFilter())
+    handler.addFilter(_ContextFilter(service))
     handler.setFormatter(JsonFormatter() if json_lines else ConsoleFormatter())
     root = logging.getLogger()
     root.handlers = [handler]
