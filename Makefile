@@ -34,6 +34,8 @@ test: $(BIN)/ordersys services lint typecheck
 bench: $(BIN)/ordersys services
 	$(BIN)/python -m bench eventstore
 	$(BIN)/python -m bench messaging
+	$(BIN)/python -m bench gateway
+	$(BIN)/python -m bench system
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

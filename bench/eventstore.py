@@ -11,7 +11,9 @@ threads, the appends per second of
 
 each append being a new aggregate with one event; then, over ``--events``
 stored events, a raw keyset scan from psycopg beside a subscription from
-position 0 whose notifications are turned into domain events by the mapper.
+position 0 whose notifications are turned into domain events by the library's
+mapper or ordersys' (``ordersys.persistence.mapper``), with the CPU this
+process spends per event and, of that, in the garbage collector.
 Everything lives in a schema of its own in the database ``ordersys_bench``,
 dropped at the end.
 """
@@ -19,6 +21,8 @@ dropped at the end.
 from __future__ import annotations
 
 import argparse
+import gc
+import math
 import statistics
 import threading
 import time
@@ -42,6 +46,7 @@ from psycopg import sql
 
 from ordersys import Aggregate, event
 from ordersys.persistence.database import connect, ensure_database
+from ordersys.persistence.mapper import FastMapper, OrjsonTranscoder
 from ordersys.persistence.pool import reuse_recent_connections
 from ordersys.persistence.recorders import PostgresEventRecorder
 from ordersys.settings import Settings, load_settings
@@ -58,10 +63,19 @@ class Item(Aggregate):
 
 
 def make_mapper() -> Mapper[Any]:
+    """The library's mapper, with the transcodings applications register."""
     transcoder = JSONTranscoder()
     for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
         transcoder.register(transcoding)
     return Mapper(transcoder=transcoder)
+
+
+def make_ordersys_mapper() -> Mapper[Any]:
+    """The mapper ordersys applications on PostgreSQL get from its factory."""
+    transcoder = OrjsonTranscoder()
+    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
+        transcoder.register(transcoding)
+    return FastMapper(transcoder=transcoder)
 
 
 def sample_event(mapper: Mapper[Any]) -> StoredEvent:
@@ -69,10 +83,44 @@ def sample_event(mapper: Mapper[Any]) -> StoredEvent:
     return mapper.to_stored_event(item.collect_events()[0])
 
 
-def run_threads(threads: int, seconds: float, append: Callable[[int], None]) -> float:
+Figures = tuple[float, float, float]
+"""Items per second, then CPU of this process and, of that, garbage collection,
+in microseconds per item."""
+
+
+def measured(work: Callable[[], int]) -> Figures:
+    """Run ``work`` (which returns how many items it handled) and measure it."""
+    collecting: list[float] = []
+    collected = [0.0]
+
+    def on_gc(phase: str, _: dict[str, Any]) -> None:
+        if phase == "start":
+            collecting.append(time.thread_time())
+        elif collecting:
+            collected[0] += time.thread_time() - collecting.pop()
+
+    gc.callbacks.append(on_gc)
+    try:
+        cpu, began = time.process_time(), time.perf_counter()
+        items = work()
+        elapsed = time.perf_counter() - began
+        cpu = time.process_time() - cpu
+    finally:
+        gc.callbacks.remove(on_gc)
+    items = max(items, 1)
+    return items / elapsed, cpu / items * 1e6, collected[0] / items * 1e6
+
+
+def run_threads(
+    threads: int,
+    seconds: float,
+    append: Callable[[int], None],
+    server_cpu: Callable[[], float] = lambda: math.nan,
+) -> Figures:
     """Appends per second of ``threads`` threads calling ``append(thread index)``
     for ``seconds``, after one untimed call each (connections, prepared
-    statements)."""
+    statements); then the CPU of this process and of the server (as
+    ``server_cpu`` counts it, in seconds), in microseconds per append."""
     counts = [0] * threads
     start = threading.Barrier(threads + 1)
     stop = threading.Event()
@@ -88,12 +136,15 @@ def run_threads(threads: int, seconds: float, append: Callable[[int], None]) -> 
     for worker in workers:
         worker.start()
     start.wait()
-    began = time.perf_counter()
+    server, cpu, began = server_cpu(), time.process_time(), time.perf_counter()
     time.sleep(seconds)
     stop.set()
     for worker in workers:
         worker.join()
-    return sum(counts) / (time.perf_counter() - began)
+    elapsed = time.perf_counter() - began
+    cpu, server = time.process_time() - cpu, server_cpu() - server
+    appends = max(sum(counts), 1)
+    return appends / elapsed, cpu / appends * 1e6, server / appends * 1e6
 
 
 class Bench:
@@ -101,6 +152,7 @@ class Bench:
         self.settings = settings
         self.schema = schema
         self.mapper = make_mapper()
+        self.ordersys_mapper = make_ordersys_mapper()
         self.sample = sample_event(self.mapper)
 
     def datastore(self, reuse_recent: bool = False) -> PostgresDatastore:
@@ -121,7 +173,26 @@ class Bench:
     def new_event(self) -> StoredEvent:
         return StoredEvent(uuid.uuid4(), 1, self.sample.topic, self.sample.state)
 
-    def plain_inserts(self, threads: int, seconds: float) -> float:
+    def server_cpu(self) -> float:
+        """CPU seconds used so far by the client backends of the benchmark's
+        database (from /proc: NaN unless PostgreSQL runs on this machine; the
+        WAL writer, checkpointer and autovacuum are left out)."""
+        with connect(self.settings, autocommit=True) as conn:
+            pids = conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'"
+            ).fetchall()
+        total = 0
+        for (pid,) in pids:
+            try:
+                with open(f"/proc/{pid}/schedstat") as stat:
+                    total += int(stat.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                return math.nan
+        return total / 1e9
+
+    def plain_inserts(self, threads: int, seconds: float) -> Figures:
         table = sql.Identifier(self.schema, "plain_events")
         with connect(self.settings, autocommit=True) as conn:
             conn.execute(
@@ -146,7 +217,7 @@ class Bench:
             )
 
         try:
-            return run_threads(threads, seconds, append)
+            return run_threads(threads, seconds, append, self.server_cpu)
         finally:
             for conn in connections:
                 conn.close()
@@ -158,15 +229,20 @@ class Bench:
         recorder_class: type[PostgresApplicationRecorder],
         threads: int,
         seconds: float,
-    ) -> float:
-        datastore = self.datastore(reuse_recent=recorder_class is PostgresEventRecorder)
+    ) -> Figures:
+        datastore = self.datastore(
+            reuse_recent=issubclass(recorder_class, PostgresEventRecorder)
+        )
         table = f"{recorder_class.__name__.lower()}_{threads}_events"
         recorder = recorder_class(datastore, events_table_name=table)
         recorder.create_table()
         datastore.pool.wait()  # every connection of the pool is open
         try:
             return run_threads(
-                threads, seconds, lambda _: recorder.insert_events([self.new_event()])
+                threads,
+                seconds,
+                lambda _: recorder.insert_events([self.new_event()]),
+                self.server_cpu,
             )
         finally:
             datastore.close()
@@ -190,26 +266,29 @@ class Bench:
             )
             conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
 
-    def raw_scan(self, table: str, count: int, binary: bool) -> float:
+    def raw_scan(self, table: str, count: int, binary: bool) -> Figures:
         query = sql.SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state"
             " FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
         ).format(sql.Identifier(self.schema, table))
-        seen, last = 0, 0
         with connect(self.settings, autocommit=True) as conn:
-            began = time.perf_counter()
-            while seen < count:
-                rows = conn.execute(
-                    query, (last, PAGE), prepare=True, binary=binary
-                ).fetchall()
-                if not rows:
-                    break
-                seen += len(rows)
-                last = rows[-1][0]
-            return seen / (time.perf_counter() - began)
 
-    def mapper_only(self, count: int) -> float:
-        """Domain events/s the mapper makes of notifications already in memory."""
+            def scan() -> int:
+                seen, last = 0, 0
+                while seen < count:
+                    rows = conn.execute(
+                        query, (last, PAGE), prepare=True, binary=binary
+                    ).fetchall()
+                    if not rows:
+                        break
+                    seen += len(rows)
+                    last = rows[-1][0]
+                return seen
+
+            return measured(scan)
+
+    def mapper_only(self, mapper: Mapper[Any], count: int) -> Figures:
+        """Domain events/s ``mapper`` makes of notifications already in memory."""
         sample = Notification(
             id=1,
             originator_id=uuid.uuid4(),
@@ -218,33 +297,61 @@ class Bench:
             state=self.sample.state,
         )
         batch = [sample] * min(count, 100_000)
-        began = time.perf_counter()
-        for notification in batch:
-            self.mapper.to_domain_event(notification)
-        return len(batch) / (time.perf_counter() - began)
 
-    def pages(self, recorder: ApplicationRecorder, count: int) -> float:
+        def map_all() -> int:
+            for notification in batch:
+                mapper.to_domain_event(notification)
+            return len(batch)
+
+        return measured(map_all)
+
+    def pages(self, recorder: ApplicationRecorder, count: int) -> Figures:
         """Rows/s of the recorder's own select_notifications, page after page."""
-        seen, last = 0, 0
-        began = time.perf_counter()
-        while seen < count:
-            page = recorder.select_notifications(last, PAGE, inclusive_of_start=False)
-            if not page:
-                break
-            seen += len(page)
-            last = page[-1].id
-        return seen / (time.perf_counter() - began)
 
-    def catch_up(self, recorder: ApplicationRecorder, count: int) -> float:
-        seen = 0
-        began = time.perf_counter()
-        with recorder.subscribe(gt=0) as subscription:
-            for notification in subscription:
-                self.mapper.to_domain_event(notification)
-                seen += 1
-                if seen == count:
+        def read() -> int:
+            seen, last = 0, 0
+            while seen < count:
+                page = recorder.select_notifications(
+                    last, PAGE, inclusive_of_start=False
+                )
+                if not page:
                     break
-        return seen / (time.perf_counter() - began)
+                seen += len(page)
+                last = page[-1].id
+            return seen
+
+        return measured(read)
+
+    def catch_up(
+        self,
+        recorder: ApplicationRecorder,
+        mapper: Mapper[Any],
+        count: int,
+        frozen: bool = False,
+    ) -> Figures:
+        """Domain events/s of a subscription from position 0 through ``mapper``;
+        ``frozen``: with the objects of the process moved out of the garbage
+        collector's way first (``gc.freeze()``), as a long-running process
+        may do after start-up."""
+        to_domain_event = mapper.to_domain_event
+
+        def follow() -> int:
+            seen = 0
+            with recorder.subscribe(gt=0) as subscription:
+                for notification in subscription:
+                    to_domain_event(notification)
+                    seen += 1
+                    if seen == count:
+                        break
+            return seen
+
+        if not frozen:
+            return measured(follow)
+        gc.freeze()
+        try:
+            return measured(follow)
+        finally:
+            gc.unfreeze()
 
 
 def main(argv: list[str]) -> int:
@@ -284,6 +391,7 @@ def report_appends(
         f"{'threads':>8} {'(a) INSERT':>11} {'(b) stock':>10} {'(c) ordersys':>13}"
         f" {'c/a':>6} {'c/b':>7}"
     )
+    costs = []
     for threads in thread_counts:
         # Interleaved, so that the load of a shared machine hits all alike.
         runs = [
@@ -295,12 +403,30 @@ def report_appends(
             for _ in range(rounds)
         ]
         plain, stock, ours = (
-            statistics.median(column) for column in zip(*runs, strict=True)
+            tuple(statistics.median(run[k] for run in column) for k in range(3))
+            for column in zip(*runs, strict=True)
         )
         print(
-            f"{threads:>8} {plain:>11.0f} {stock:>10.0f} {ours:>13.0f}"
-            f" {ours / plain:>6.0%} {ours / stock:>6.1f}x",
+            f"{threads:>8} {plain[0]:>11.0f} {stock[0]:>10.0f} {ours[0]:>13.0f}"
+            f" {ours[0] / plain[0]:>6.0%} {ours[0] / stock[0]:>6.1f}x",
             flush=True,
+        )
+        costs.append((threads, plain, ours))
+    print(
+        "\nCPU µs per append (medians; client: this process, server: the"
+        " PostgreSQL backends\nof the benchmark's database), which the load of"
+        " the machine moves less; a/c: the\nrate of (c) relative to (a) if CPU"
+        " were all that limits both"
+    )
+    print(
+        f"{'threads':>8} {'(a) client':>11} {'(a) server':>11}"
+        f" {'(c) client':>11} {'(c) server':>11} {'a/c':>6}"
+    )
+    for threads, plain, ours in costs:
+        print(
+            f"{threads:>8} {plain[1]:>11.0f} {plain[2]:>11.0f}"
+            f" {ours[1]:>11.0f} {ours[2]:>11.0f}"
+            f" {(plain[1] + plain[2]) / (ours[1] + ours[2]):>6.0%}"
         )
 
 
@@ -320,20 +446,51 @@ def report_catch_up(bench: Bench, count: int) -> None:
         )
         text = bench.raw_scan(table, count, binary=False)
         binary = bench.raw_scan(table, count, binary=True)
-        raw = max(text, binary)
-        figures = [
+        raw = max(text[0], binary[0])
+        print(
+            f"  {'':<44} {'rate':>9}         {'':>11}"
+            f" {'CPU µs/item':>11} {'of it GC':>9}"
+        )
+        for name, figures, unit in (
             ("raw keyset scan, psycopg text", text, "rows"),
             ("raw keyset scan, psycopg binary", binary, "rows"),
-            ("mapper alone, no database", bench.mapper_only(count), "events"),
-            ("ordersys select_notifications", bench.pages(recorder, count), "rows"),
-            ("stock subscription + mapper", bench.catch_up(stock, count), "events"),
             (
-                "ordersys subscription + mapper",
-                bench.catch_up(recorder, count),
+                "library mapper alone, no database",
+                bench.mapper_only(bench.mapper, count),
                 "events",
             ),
-        ]
-        for name, rate, unit in figures:
-            print(f"  {name:<32} {rate:>9,.0f} {unit}/s  {rate / raw:>5.0%} of raw")
+            (
+                "ordersys mapper alone, no database",
+                bench.mapper_only(bench.ordersys_mapper, count),
+                "events",
+            ),
+            ("ordersys select_notifications", bench.pages(recorder, count), "rows"),
+            (
+                "stock subscription + library mapper",
+                bench.catch_up(stock, bench.mapper, count),
+                "events",
+            ),
+            (
+                "ordersys subscription + library mapper",
+                bench.catch_up(recorder, bench.mapper, count),
+                "events",
+            ),
+            (
+                "ordersys subscription + ordersys mapper",
+                bench.catch_up(recorder, bench.ordersys_mapper, count),
+                "events",
+            ),
+            (
+                "  the same after gc.freeze()",
+                bench.catch_up(recorder, bench.ordersys_mapper, count, frozen=True),
+                "events",
+            ),
+        ):
+            rate, cpu, collecting = figures
+            print(
+                f"  {name:<44} {rate:>9,.0f} {unit}/s  {rate / raw:>5.0%} of raw"
+                f" {cpu:>11.2f} {collecting:>9.2f}",
+                flush=True,
+            )
     finally:
         datastore.close()

@@ -239,14 +239,20 @@ class ReadModel:
         self.store = store
         self.cache = cache
 
-    def get(self, collection: str, key: str) -> Document | None:
+    def get(
+        self, collection: str, key: str, *, min_position: int = 0
+    ) -> Document | None:
+        """The document, through the cache. A cached entry older than
+        ``min_position`` is passed by: the projection commits before it
+        updates the cache, so a read that waited for a write may find the
+        cache a moment behind the store."""
         cache_key = f"{collection}:{key}"
         if self.cache is not None:
             try:
                 hit = self.cache.get(self.store.projection, cache_key)
             except InfrastructureUnavailable:
                 hit = None
-            if hit is not None:
+            if hit is not None and hit.position >= min_position:
                 return hit.doc
         stored = self.store.get(collection, key)
         if self.cache is not None:

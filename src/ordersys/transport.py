@@ -418,8 +418,11 @@ class KombuTransport(Transport):
         return channel
 
     def call(self, service: str, envelope: Envelope, timeout: float) -> Any:
+        # The envelope carries the span it was made in, which is the parent
+        # even when the call runs on another thread (an executor's, say).
         with span(
             f"call {service} {envelope.message_type}",
+            envelope.headers,
             kind=SpanKind.CLIENT,
             correlation_id=envelope.headers.get("correlation_id", ""),
         ):

@@ -32,6 +32,7 @@ def environment(pg_settings: Settings) -> Iterator[dict[str, str]]:
         "ORDERSYS_POSTGRES_SCHEMA": pg_settings.postgres_schema,
         "ORDERSYS_MESSAGING_PREFIX": prefix,
         "ORDERSYS_PAYMENT_DECLINE_RATE": "0.3",
+        "ORDERSYS_GATEWAY_PORT": "0",
     }
     delete_topology(prefix)
 

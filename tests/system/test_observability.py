@@ -7,14 +7,15 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -28,6 +29,7 @@ EXPECTED = {
     "users": {"ordersys_messages_total", "ordersys_relay_lag"},
     "catalog": {"ordersys_message_seconds_bucket", "ordersys_projection_lag"},
     "payments": {"ordersys_messages_total", "ordersys_events_appended_total"},
+    "gateway": {"ordersys_http_requests_total", "ordersys_http_request_seconds_bucket"},
     "orders": {
         "ordersys_sagas",
         "ordersys_saga_seconds_bucket",
@@ -55,16 +57,11 @@ def scrape(port: int) -> dict[str, list[Any]]:
     return samples
 
 
-def one_order(system: System) -> str:
-    order_id = system.place(system.customer(), system.product(stock=5))
-    system.final([order_id])
-    return order_id
-
-
 @pytest.fixture
 def observed(system: System) -> System:
     system.start(metrics=True)
-    one_order(system)
+    order_id = order_through_the_gateway(system, system.product(stock=5))
+    system.final([order_id])
     return system
 
 
@@ -214,30 +211,62 @@ def collector() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     server.shutdown()
 
 
-def test_one_order_is_one_trace_across_the_services(
+def order_through_the_gateway(system: System, product: str) -> str:
+    """Register, log in and place an order over HTTP; the order's id."""
+    email = f"traced-{uuid.uuid4().hex[:8]}@example.com"
+    with httpx.Client(base_url=f"http://127.0.0.1:{system.gateway_port}") as client:
+        client.post(
+            "/auth/register",
+            json={"email": email, "name": "Traced", "password": "traced-pw-1"},
+        ).raise_for_status()
+        login = client.post(
+            "/auth/login", json={"email": email, "password": "traced-pw-1"}
+        )
+        token = login.json()["access_token"]
+        placed = client.post(
+            "/orders",
+            json={"items": [{"product_id": product, "quantity": 1}], "submit": True},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        placed.raise_for_status()
+        return str(placed.json()["id"])
+
+
+def test_one_order_is_one_trace_from_the_gateway_across_the_services(
     system: System, collector: tuple[str, list[dict[str, Any]]]
 ) -> None:
     endpoint, spans = collector
     system.start(otlp_endpoint=endpoint)
-    one_order(system)
+    order_id = order_through_the_gateway(system, system.product(stock=5))
+    system.final([order_id])
 
     def traced() -> list[dict[str, Any]] | None:
-        roots = [s for s in spans if s["name"] == "handle order.create"]
+        roots = [s for s in spans if s["name"] == "POST /orders" and not s["parent"]]
         if not roots:
             return None
         trace = [s for s in spans if s["trace"] == roots[0]["trace"]]
         names = {s["name"] for s in trace}
+        ids = {s["id"] for s in trace}
+        complete = all(s["parent"] in ids for s in trace if s["parent"])
         wanted = {"handle OrderConfirmed", "handle payment.capture"}
-        return trace if all(any(w in n for n in names) for w in wanted) else None
+        # A parent span ends, and is exported, after its children.
+        return trace if wanted <= names and complete else None
 
-    time.sleep(0.5)
     trace = eventually(traced, within=30)
 
     ids = {s["id"] for s in trace}
     roots = [s for s in trace if not s["parent"]]
-    assert [r["name"] for r in roots] == ["handle order.create"]
+    assert [(r["service"], r["name"]) for r in roots] == [("gateway", "POST /orders")]
     assert all(s["parent"] in ids for s in trace if s["parent"]), trace
     services = {s["service"] for s in trace}
-    assert {"orders", "catalog", "payments", "notifications", "analytics"} <= services
+    assert {
+        "gateway",
+        "orders",
+        "catalog",
+        "payments",
+        "notifications",
+        "analytics",
+    } <= services
     names = {s["name"] for s in trace}
-    assert {"append Orders", "relay OrderConfirmed"} <= names
+    assert {"handle order.create", "append Orders", "relay OrderConfirmed"} <= names
+    assert any(n.startswith("OrderProcess sends") for n in names)

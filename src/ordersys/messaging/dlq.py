@@ -70,12 +70,16 @@ class DeadLetters:
         return letters
 
     def replay(self) -> int:
-        """Move every dead letter back to its queue; returns how many."""
+        """Move the dead letters there are now back to their queue; returns how
+        many. One that is dead-lettered again at once is not moved twice."""
         moved = 0
         with Connection(self.url, connect_timeout=5) as connection:
             channel = self._channel(connection)
             channel.confirm_select()
-            while (message := channel.basic_get(self.dlq, no_ack=False)) is not None:
+            present = channel.queue_declare(self.dlq, passive=True).message_count
+            while moved < present and (
+                message := channel.basic_get(self.dlq, no_ack=False)
+            ):
                 headers = dict(message.headers or {})
                 headers.pop(ERROR_HEADER, None)
                 headers["x-ordersys-replayed"] = True
@@ -102,7 +106,9 @@ class DeadLetters:
 
 def _letter(message: Any) -> DeadLetter:
     headers = dict(message.headers or {})
-    body = bytes(message.body)
+    # py-amqp hands a text body over as str (a service request's, say).
+    raw = message.body
+    body = raw if isinstance(raw, bytes) else str(raw).encode()
     return DeadLetter(
         message_id=str(
             headers.get("message_id") or message.properties.get("message_id")

@@ -119,7 +119,9 @@ def register_queries(
     @queries.handles(GetProduct)
     def get(query: GetProduct) -> dict[str, Any]:
         caught_up(query.after_position)
-        product = read.get("products", str(query.product_id))
+        product = read.get(
+            "products", str(query.product_id), min_position=query.after_position or 0
+        )
         if product is None or "sku" not in product:
             raise NotFound(
                 f"product {query.product_id} not found",

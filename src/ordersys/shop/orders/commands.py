@@ -23,6 +23,11 @@ class CreateOrder(Command):
 
     message_type = "order.create"
     customer_id: UUID
+    order_id: UUID | None = Field(
+        None,
+        description="The new order's id; placing an order with an id already "
+        "used is a Conflict (how a retried request places nothing twice).",
+    )
     lines: list[OrderLine]
     submit: bool = False
 

@@ -83,14 +83,26 @@ class Order(Aggregate):
         self.reason = ""
 
     @classmethod
-    def place(cls, customer_id: UUID, lines: list[dict[str, Any]]) -> Order:
-        """A new pending order; an order may start empty and get items later."""
+    def place(
+        cls,
+        customer_id: UUID,
+        lines: list[dict[str, Any]],
+        order_id: UUID | None = None,
+    ) -> Order:
+        """A new pending order; an order may start empty and get items later.
+        With ``order_id`` (one a client derived from its idempotency key, say)
+        a second placement of the same order is refused by the event store."""
         products = [each["product_id"] for each in lines]
         if len(set(products)) != len(products):
             raise InvalidInput("a product may appear on one line only", field="lines")
         if len(lines) > MAX_LINES:
             raise InvalidInput(f"at most {MAX_LINES} lines", field="lines")
-        return cls(customer_id, lines)
+        if order_id is None:
+            return cls(customer_id, lines)
+        # The library's own way to create an aggregate with a given id.
+        return cls._create(
+            cls.OrderPlaced, id=order_id, customer_id=customer_id, lines=lines
+        )
 
     @property
     def total_cents(self) -> int:

@@ -42,6 +42,7 @@ def register_handlers(bus: CommandBus, orders: Orders) -> None:
         order = Order.place(
             command.customer_id,
             [line(x.product_id, x.quantity, x.unit_price_cents) for x in command.lines],
+            command.order_id,
         )
         if command.submit:
             order.submit()
@@ -114,7 +115,9 @@ def register_queries(
     @queries.handles(GetOrder)
     def get(query: GetOrder) -> dict[str, Any]:
         caught_up(query.after_position)
-        order = read.get("orders", str(query.order_id))
+        order = read.get(
+            "orders", str(query.order_id), min_position=query.after_position or 0
+        )
         if order is None:
             raise NotFound(
                 f"order {query.order_id} not found", order_id=str(query.order_id)

@@ -1,0 +1,106 @@
+"""How the gateway reaches the services: requests over the transport, made from
+a thread pool of the gateway's own so that the event loop never blocks on a
+reply, plus the shared Redis client of the gateway's own state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from kombu.connection import Connection
+
+from ordersys.errors import InfrastructureUnavailable, RequestTimeout
+from ordersys.settings import address_of
+from ordersys.transport import Envelope, KombuTransport, Transport
+
+T = TypeVar("T")
+
+ROUTES = {
+    "user": "users",
+    "product": "catalog",
+    "products": "catalog",
+    "order": "orders",
+    "orders": "orders",
+    "payment": "payments",
+    "notifications": "notifications",
+    "analytics": "analytics",
+}
+"""Which service answers the messages whose type starts with each word."""
+
+
+DOWN_MEMORY = 10.0
+"""Seconds a service found down is checked before each call to it, instead of
+waiting a whole timeout for a reply that cannot come."""
+
+
+def service_for(message_type: str) -> str:
+    word = message_type.split(".", 1)[0]
+    return ROUTES.get(word, word)
+
+
+class Backend:
+    """Sends the gateway's commands and queries to the services."""
+
+    def __init__(self, transport: Transport, timeout: float, workers: int = 32) -> None:
+        self.transport = transport
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="gateway-rpc")
+        self._down_until: dict[str, float] = {}
+
+    async def call(self, message_type: str, request_id: str, **body: Any) -> Any:
+        """The service's reply to ``message_type`` with ``body``; raises the
+        typed error it answered with (or :class:`RequestTimeout`)."""
+        envelope = Envelope.new(message_type, body, correlation_id=request_id)
+        service = service_for(message_type)
+        if self._down_until.get(service, 0.0) > time.monotonic():
+            # Found down a moment ago: ask the broker (milliseconds) rather
+            # than wait out another timeout.
+            if await self.run(self.is_down, service):
+                raise self._down(service)
+            self._down_until.pop(service, None)
+        try:
+            return await self.run(self.transport.call, service, envelope, self.timeout)
+        except RequestTimeout:
+            if await self.run(self.is_down, service):
+                self._down_until[service] = time.monotonic() + DOWN_MEMORY
+                raise self._down(service) from None
+            raise
+
+    def _down(self, service: str) -> InfrastructureUnavailable:
+        return InfrastructureUnavailable(
+            f"the {service} service",
+            address_of(getattr(self.transport, "url", "RabbitMQ")),
+            "no instance of it is running",
+        )
+
+    def is_down(self, service: str) -> bool:
+        """True if nothing consumes ``service``'s request queue (told apart
+        from a slow service only after a timeout, so that it costs nothing
+        on the way of a reply)."""
+        if not isinstance(self.transport, KombuTransport):
+            return False
+        queue = self.transport.service_queue(service).name
+        try:
+            url = self.transport.url
+            with Connection(url, connect_timeout=2) as connection:  # type: ignore[no-untyped-call]
+                channel = connection.channel()
+                _, _, consumers = channel.queue_declare(queue, passive=True)
+        except Exception:
+            return True  # no queue: the service never ran
+        return not consumers
+
+    async def run(self, function: Any, *args: Any) -> Any:
+        """Run a blocking ``function(*args)`` on the gateway's threads."""
+        loop = asyncio.get_running_loop()
+        # In the request's context: its trace span and log fields go along.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(
+            self._pool, functools.partial(context.run, function, *args)
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

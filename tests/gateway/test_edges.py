@@ -1,0 +1,315 @@
+"""What every request gets, whatever it asks: a request id, a bounded body, a
+rate limit, idempotent POSTs, problems for a broker or service that is down or
+slow, CORS, health, and the OpenAPI document."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+import httpx
+import redis
+
+from tests.gateway.conftest import System, User
+from tests.gateway.test_auth import fields_of, problem_of
+
+
+def test_every_response_has_a_request_id_and_keeps_a_sane_given_one(
+    system: System,
+) -> None:
+    client = system.client()
+
+    given = client.get("/health/live", headers={"X-Request-ID": "abc-123"})
+    made = client.get("/products")
+    insane = client.get("/nope", headers={"X-Request-ID": "bad id\twith tab"})
+
+    assert given.headers["x-request-id"] == "abc-123"
+    assert len(made.headers["x-request-id"]) == 32
+    assert insane.headers["x-request-id"] != "bad id\twith tab"
+    assert problem_of(insane, 404, "not_found")["instance"] == "/nope"
+
+
+def test_malformed_json_is_400_and_a_wrong_method_405(ann: User) -> None:
+    malformed = ann.client.post(
+        "/orders",
+        headers={**ann.headers(), "Content-Type": "application/json"},
+        content=b'{"items": [',
+    )
+    wrong = ann.client.put("/orders", headers=ann.headers(), json={})
+
+    problem_of(malformed, 400, "bad_request")
+    problem_of(wrong, 405, "method_not_allowed")
+
+
+def test_a_body_over_the_limit_is_413_announced_or_not(
+    system: System, ann: User
+) -> None:
+    limit = system.settings.max_body_bytes
+    big = b'{"items": [], "pad": "' + b"x" * limit + b'"}'
+
+    announced = ann.client.post(
+        "/orders",
+        headers={**ann.headers(), "Content-Type": "application/json"},
+        content=big,
+    )
+    streamed = ann.client.post(
+        "/orders",
+        headers={**ann.headers(), "Content-Type": "application/json"},
+        content=iter([big[:1000], big[1000:]]),  # chunked: no Content-Length
+    )
+
+    problem_of(announced, 413, "payload_too_large")
+    problem_of(streamed, 413, "payload_too_large")
+
+
+def test_over_the_rate_limit_is_429_per_client(
+    system: System, gateway_with: Any, ann: User, bob: User
+) -> None:
+    client = gateway_with(
+        rate_limit_per_minute=5, cache_prefix=f"rl-{uuid.uuid4().hex[:8]}"
+    )
+
+    replies = [client.get("/users/me", headers=ann.headers()) for _ in range(6)]
+    other = client.get("/users/me", headers=bob.headers())
+    health = client.get("/health/live")
+
+    assert [r.status_code for r in replies] == [200] * 5 + [429]
+    assert replies[0].headers["ratelimit-limit"] == "5"
+    assert replies[4].headers["ratelimit-remaining"] == "0"
+    problem = problem_of(replies[5], 429, "rate_limited")
+    assert 1 <= int(replies[5].headers["retry-after"]) <= 60
+    assert "5 requests" in problem["detail"]
+    assert other.status_code == 200
+    assert health.status_code == 200
+
+
+def test_a_retried_post_with_an_idempotency_key_creates_nothing_new(
+    system: System, admin: User, ann: User, bob: User
+) -> None:
+    book = system.product(admin)
+    body = {"items": [{"product_id": book["product_id"], "quantity": 1}]}
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+
+    first = ann.client.post("/orders", headers={**ann.headers(), **key}, json=body)
+    retry = ann.client.post("/orders", headers={**ann.headers(), **key}, json=body)
+    changed = ann.client.post(
+        "/orders", headers={**ann.headers(), **key}, json={"items": []}
+    )
+    other_client = bob.client.post(
+        "/orders", headers={**bob.headers(), **key}, json=body
+    )
+    listed = ann.client.get(
+        "/orders",
+        headers=ann.headers(),
+        params={"after_position": first.json()["position"]},
+    ).json()
+
+    assert first.status_code == 201, first.text
+    assert retry.status_code == 201
+    assert retry.json() == first.json()
+    assert retry.headers["location"] == first.headers["location"]
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    problem_of(changed, 422, "invalid_input")
+    assert other_client.status_code == 201
+    assert other_client.json()["id"] != first.json()["id"]
+    assert listed["total"] == 1
+
+
+def test_a_refused_post_is_replayed_as_refused(system: System, ann: User) -> None:
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    body = {"items": [{"product_id": str(uuid.uuid4()), "quantity": 1}]}
+
+    first = ann.client.post("/orders", headers={**ann.headers(), **key}, json=body)
+    retry = ann.client.post("/orders", headers={**ann.headers(), **key}, json=body)
+
+    assert first.status_code == retry.status_code == 422
+    assert retry.json()["detail"] == first.json()["detail"]
+
+
+def test_a_broker_that_is_down_is_503_and_the_gateway_not_ready(
+    gateway_with: Any,
+) -> None:
+    client = gateway_with(rabbitmq_url="amqp://guest:guest@127.0.0.1:1//")
+
+    products = client.get("/products")
+    ready = client.get("/health/ready")
+    live = client.get("/health/live")
+
+    problem = problem_of(products, 503, "unavailable")
+    assert "RabbitMQ" in problem["detail"]
+    assert "guest" not in products.text
+    assert problem_of(ready, 503, "unavailable")["checks"]["rabbitmq"].startswith(
+        "down"
+    )
+    assert live.status_code == 200
+
+
+def test_a_service_that_is_down_is_503_and_a_slow_one_504(
+    system: System, gateway_with: Any, ann: User
+) -> None:
+    nobody = gateway_with(
+        messaging_prefix=f"test-nobody-{uuid.uuid4().hex[:6]}", rpc_timeout=0.5
+    )
+    impatient = gateway_with(rpc_timeout=0.3)
+
+    down = nobody.get("/products")
+    # Found down once, it is asked about at the broker instead of waited for.
+    still_down = nobody.get("/products", params={"limit": 5})
+    not_ready = nobody.get("/health/ready")
+    # The orders service waits for a write that has not happened (up to 5 s):
+    # longer than this gateway waits for its reply.
+    slow = impatient.get(
+        f"/orders/{uuid.uuid4()}",
+        headers=ann.headers(),
+        params={"after_position": 10**9},
+    )
+
+    assert "catalog service" in problem_of(down, 503, "unavailable")["detail"]
+    assert "catalog service" in problem_of(still_down, 503, "unavailable")["detail"]
+    assert problem_of(not_ready, 503, "unavailable")["checks"]["orders"].startswith(
+        "down"
+    )
+    problem_of(slow, 504, "timeout")
+
+
+def test_health(system: System) -> None:
+    client = system.client()
+
+    live = client.get("/health/live")
+    ready = client.get("/health/ready")
+
+    assert live.json() == {"status": "ok", "checks": {}}
+    assert ready.status_code == 200, ready.text
+    assert set(ready.json()["checks"]) >= {"redis", "rabbitmq", "orders", "users"}
+
+
+def test_cors_is_off_unless_origins_are_configured(
+    system: System, gateway_with: Any
+) -> None:
+    allowed = gateway_with(cors_origins=["https://shop.example"])
+    preflight = {
+        "Origin": "https://shop.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "Authorization, Idempotency-Key",
+    }
+
+    ok = allowed.options("/orders", headers=preflight)
+    other = allowed.options(
+        "/orders", headers={**preflight, "Origin": "https://evil.example"}
+    )
+    default = system.client().get(
+        "/products", headers={"Origin": "https://shop.example"}
+    )
+
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == "https://shop.example"
+    assert "access-control-allow-origin" not in other.headers
+    assert "access-control-allow-origin" not in default.headers
+
+
+def test_the_openapi_document_and_swagger_ui(system: System) -> None:
+    client = system.client()
+
+    document = client.get("/openapi.json").json()
+    ui = client.get("/docs")
+
+    assert ui.status_code == 200
+    assert "swagger-ui" in ui.text
+    assert document["components"]["schemas"]["Problem"]["required"]
+    post_orders = document["paths"]["/orders"]["post"]
+    assert set(post_orders["responses"]) >= {"201", "401", "409", "413", "422", "429"}
+    assert "examples" in document["components"]["schemas"]["NewOrder"]
+    security = document["components"]["securitySchemes"]
+    assert security["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_a_problem_never_shows_a_traceback(system: System, ann: User) -> None:
+    replies = [
+        ann.client.get(f"/orders/{uuid.uuid4()}", headers=ann.headers()),
+        ann.client.post("/orders", headers=ann.headers(), json={"items": "x"}),
+        ann.client.get("/products", params={"limit": -1}),
+        system.client().get("/orders"),
+    ]
+
+    for reply in replies:
+        assert reply.headers["content-type"] == "application/problem+json"
+        assert "Traceback" not in reply.text
+        assert 'File "' not in reply.text
+    assert fields_of(replies[1].json()) == {"items"}
+
+
+def test_the_http_client_sees_json_on_success(system: System) -> None:
+    reply = httpx.get(f"{system.url}/products")
+
+    assert reply.headers["content-type"] == "application/json"
+
+
+def test_metrics_count_requests_by_route_template_and_status(
+    system: System, ann: User
+) -> None:
+    missing = uuid.uuid4()
+    ann.client.get(f"/orders/{missing}", headers=ann.headers())
+    system.client().get(f"/no/such/{missing}")
+
+    text = system.client().get("/metrics").text
+
+    assert (
+        'ordersys_http_requests_total{method="GET",route="/orders/{order_id}",'
+        'status="404"}' in text
+    )
+    assert 'route="(unmatched)"' in text
+    assert str(missing) not in text
+    assert "ordersys_http_request_seconds_bucket" in text
+
+
+def test_without_redis_reads_still_work_and_idempotent_posts_are_503(
+    system: System, gateway_with: Any, ann: User
+) -> None:
+    client = gateway_with(redis_url="redis://127.0.0.1:1/0")
+    headers = ann.headers()
+
+    products = client.get("/products")
+    me = client.get("/users/me", headers=headers)
+    keyed = client.post(
+        "/orders", headers={**headers, "Idempotency-Key": "k-1"}, json={"items": []}
+    )
+    ready = client.get("/health/ready")
+
+    assert products.status_code == 200, products.text
+    assert me.status_code == 200, me.text
+    assert "Redis" in problem_of(keyed, 503, "unavailable")["detail"]
+    assert problem_of(ready, 503, "unavailable")["checks"]["redis"].startswith("down")
+
+
+def test_a_retry_while_the_first_request_still_runs_is_409(
+    system: System, ann: User
+) -> None:
+    key = uuid.uuid4().hex
+    body = b'{"items": []}'
+    fingerprint = hashlib.sha256(b"/orders\0\0" + body).hexdigest()
+    claim = (
+        f"{system.settings.cache_prefix}:gateway:idempotency:user:{ann.user_id}:"
+        f"{hashlib.sha256(key.encode()).hexdigest()}"
+    )
+    client = redis.Redis.from_url(system.settings.redis_url)
+    # The first request has claimed the key and not answered yet.
+    client.set(claim, json.dumps({"state": "pending", "fingerprint": fingerprint}))
+    try:
+        retry = ann.client.post(
+            "/orders",
+            headers={
+                **ann.headers(),
+                "Idempotency-Key": key,
+                "Content-Type": "application/json",
+            },
+            content=body,
+        )
+    finally:
+        client.delete(claim)
+        client.close()
+
+    problem_of(retry, 409, "conflict")
+    assert retry.headers["retry-after"] == "1"
