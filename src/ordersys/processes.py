@@ -24,6 +24,8 @@ import logging
 import threading
 from collections import Counter as CounterOf
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
@@ -46,7 +48,7 @@ from ordersys.errors import (
     RequestTimeout,
     error_from_dict,
 )
-from ordersys.observability.tracing import carrier_of, span
+from ordersys.observability.tracing import carrier_of, current_carrier, span, stamp
 
 logger = logging.getLogger("ordersys.processes")
 
@@ -253,6 +255,21 @@ TRANSIENT = (InfrastructureUnavailable, RequestTimeout, Conflict)
 """Errors worth retrying: the receiver may answer differently next time."""
 
 
+@dataclass(frozen=True)
+class Reply:
+    """The reply to a command a saga issued: a result or a typed error, and the
+    trace context of the send. A command whose sending kept failing with an
+    unexpected exception is ``parked`` instead (the reason); its saga gets no
+    reply, and its deadline decides."""
+
+    position: int
+    command: Saga.CommandIssued
+    result: Any
+    error: dict[str, Any] | None
+    trace: dict[str, str]
+    parked: str = ""
+
+
 class ProcessManager(Application, EventSourcedProjection[UUID]):
     """An application of sagas that follows other applications' events.
 
@@ -284,15 +301,34 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
         """A new saga for ``key`` (its id is derived from the key)."""
         return saga_type(key=str(key))
 
-    def record_reply(
-        self, notification: Notification, result: Any, error: dict[str, Any] | None
-    ) -> None:
-        """Record the reply to the command issued by ``notification``."""
-        issued = self.mapper.to_domain_event(notification)
-        assert isinstance(issued, Saga.CommandIssued)
-        saga: Saga = self.repository.get(issued.originator_id)
-        saga.receive_reply(issued.command_id, to_jsonable_python(result), error)
-        self._record_with(Tracking(self.name, notification.id), saga)
+    def record_replies(self, replies: Sequence[Reply], tracking: Tracking) -> None:
+        """Record the replies to commands issued earlier, in their order, and
+        ``tracking``, in one transaction. What a saga does on a reply stays in
+        the trace of the command it answers (the reply's ``trace``)."""
+        sagas: dict[UUID, Saga] = {}
+        events: list[Any] = []
+        for reply in replies:
+            issued = reply.command
+            if reply.parked:
+                parked = Parked(
+                    application=self.name, position=reply.position, error=reply.parked
+                )
+                events.extend(parked.collect_events())
+                continue
+            saga = sagas.get(issued.originator_id)
+            if saga is None:
+                saga = sagas[issued.originator_id] = self.repository.get(
+                    issued.originator_id
+                )
+            saga.receive_reply(
+                issued.command_id, to_jsonable_python(reply.result), reply.error
+            )
+            caused = saga.collect_events()
+            stamp(caused, reply.trace)
+            events.extend(caused)
+        processing_event = ProcessingEvent[UUID](tracking=tracking)
+        processing_event.collect_events(*events)
+        self._record(processing_event)
 
     def park(self, tracking: Tracking, error: BaseException) -> None:
         """Skip the upstream event at ``tracking``, recording why."""
@@ -336,6 +372,7 @@ class ProcessRunner:
         clock: Clock = utc_now,
         max_attempts: int = 5,
         batch_size: int = 100,
+        concurrency: int = 16,
     ) -> None:
         self.manager = manager
         self.upstream = list(upstream)
@@ -351,6 +388,9 @@ class ProcessRunner:
         """Called with a saga's final status and its duration in seconds."""
         self._indexed_position = 0
         self._attempts: dict[tuple[str, int], int] = {}
+        # Commands of different sagas are sent at once: a reply takes a round
+        # trip to another service, and the runner would otherwise wait out each.
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="saga-send")
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -423,49 +463,99 @@ class ProcessRunner:
         return True
 
     def _dispatch_commands(self) -> int:
+        """Send the commands of a batch, those of different sagas at once (one
+        saga's in order), then record every reply with the batch's position in
+        one transaction. Only the batch up to the first command that must be
+        tried again is recorded; the commands after it are sent again later,
+        which receivers take as they take any resend (idempotently)."""
         manager = self.manager
         position = manager.recorder.max_tracking_id(manager.name) or 0
         notifications = manager.recorder.select_notifications(
             start=position, limit=self.batch_size, inclusive_of_start=False
         )
-        self._each(notifications, manager.name, self._dispatch)
+        commands: dict[int, Saga.CommandIssued] = {}
+        for notification in notifications:
+            domain_event = manager.mapper.to_domain_event(notification)
+            if isinstance(domain_event, Saga.CommandIssued):
+                commands[notification.id] = domain_event
+        replies = self._send_all(commands)
+        done: list[Notification] = []
+        for notification in notifications:
+            if notification.id in commands and notification.id not in replies:
+                break
+            done.append(notification)
+        if done:
+            manager.record_replies(
+                [replies[n.id] for n in done if n.id in commands],
+                Tracking(manager.name, done[-1].id),
+            )
         return len(notifications)
 
-    def _dispatch(self, notification: Notification, _: Tracking) -> None:
-        manager = self.manager
-        domain_event = manager.mapper.to_domain_event(notification)
-        if not isinstance(domain_event, Saga.CommandIssued):
-            return
-        with span(
-            f"{manager.name} sends {domain_event.message_type}",
-            carrier_of(domain_event),
-        ):
-            self._send(notification, domain_event)
+    def _send_all(self, commands: dict[int, Saga.CommandIssued]) -> dict[int, Reply]:
+        """Each command's reply (result, error), by position; a command that
+        must be tried again has none, nor have the later ones of its saga."""
+        by_saga: dict[UUID, list[tuple[int, Saga.CommandIssued]]] = {}
+        for position, command in commands.items():
+            by_saga.setdefault(command.originator_id, []).append((position, command))
+        replies: dict[int, Reply] = {}
+        for answered in self._pool.map(self._send_in_order, by_saga.values()):
+            replies.update(answered)
+        return replies
+
+    def _send_in_order(
+        self, commands: list[tuple[int, Saga.CommandIssued]]
+    ) -> dict[int, Reply]:
+        replies: dict[int, Reply] = {}
+        for position, command in commands:
+            with span(
+                f"{self.manager.name} sends {command.message_type}",
+                carrier_of(command),
+            ):
+                answer = self._send(position, command)
+            if answer is None:
+                break
+            replies[position] = Reply(position, command, *answer)
+        return replies
 
     def _send(
-        self, notification: Notification, domain_event: Saga.CommandIssued
-    ) -> None:
-        """Send the command and record its reply (or its failure) in the saga."""
-        manager = self.manager
-        key = (manager.name, notification.id)
+        self, position: int, command: Saga.CommandIssued
+    ) -> tuple[Any, dict[str, Any] | None, dict[str, str], str] | None:
+        """The reply to ``command``: its result, or the typed error it was
+        refused with; after ``max_attempts`` transient failures, a
+        :class:`RequestTimeout`, and after as many unexpected exceptions, the
+        command parked. None if it should be tried again."""
+        key = (self.manager.name, position)
+        trace = current_carrier()
         try:
             result = self.sender.send(
-                domain_event.message_type, domain_event.payload, domain_event.command_id
-            )
-        except TRANSIENT as e:
-            if self._attempts.get(key, 0) + 1 < self.max_attempts:
-                raise
-            manager.record_reply(
-                notification,
-                None,
-                RequestTimeout(
-                    f"{domain_event.message_type} failed {self.max_attempts} times: {e}"
-                ).to_dict(),
+                command.message_type, command.payload, command.command_id
             )
         except OrdersysError as e:
-            manager.record_reply(notification, None, e.to_dict())
+            if not isinstance(e, TRANSIENT):
+                return None, e.to_dict(), trace, ""
+            failure: Exception = e
+        except Exception as e:  # a bug, or the sender itself is broken
+            failure = e
         else:
-            manager.record_reply(notification, result, None)
+            self._attempts.pop(key, None)
+            return result, None, trace, ""
+        attempts = self._attempts.get(key, 0) + 1
+        if attempts < self.max_attempts:
+            self._attempts[key] = attempts
+            logger.warning(
+                "%s: %s failed (attempt %s): %r",
+                self.manager.name,
+                command.message_type,
+                attempts,
+                failure,
+            )
+            return None
+        self._attempts.pop(key, None)
+        if not isinstance(failure, OrdersysError):
+            logger.error("%s parked after %s attempts", command.message_type, attempts)
+            return None, None, trace, repr(failure)
+        message = f"{command.message_type} failed {self.max_attempts} times: {failure}"
+        return None, RequestTimeout(message).to_dict(), trace, ""
 
     def _index_deadlines(self) -> None:
         manager = self.manager

@@ -66,14 +66,16 @@ def trace_fields(current: trace.Span) -> dict[str, str]:
     return {"trace_id": format(context.trace_id, "032x")} if context.is_valid else {}
 
 
-def stamp(domain_events: Any) -> None:
-    """Record the current span context on each of ``domain_events`` (frozen
-    dataclasses: set through ``object.__setattr__``); nothing outside a span."""
-    carrier = current_carrier()
+def stamp(domain_events: Any, carrier: dict[str, str] | None = None) -> None:
+    """Record ``carrier`` (by default the current span context) on each of
+    ``domain_events`` that has none yet (frozen dataclasses: set through
+    ``object.__setattr__``); nothing outside a span."""
+    carrier = carrier if carrier is not None else current_carrier()
     if not carrier:
         return
     for domain_event in domain_events:
-        object.__setattr__(domain_event, TRACE_FIELD, carrier)
+        if carrier_of(domain_event) is None:
+            object.__setattr__(domain_event, TRACE_FIELD, carrier)
 
 
 def carrier_of(domain_event: Any) -> dict[str, str] | None:
