@@ -26,7 +26,7 @@ from eventsourcing.projection import Projection as _Projection
 
 from ordersys.application import Application
 from ordersys.cache import ReadModelCache
-from ordersys.errors import InfrastructureUnavailable
+from ordersys.errors import InfrastructureUnavailable, InvalidInput
 from ordersys.readmodels.store import (
     Change,
     Document,
@@ -115,6 +115,20 @@ class ProjectionRunner(Generic[P]):
         """Block until ``position`` is applied (read-your-writes), or raise
         :class:`~ordersys.errors.RequestTimeout`."""
         self.projection.view.wait_for(self.application.name, position, timeout)
+
+    def caught_up(self, position: int | None, timeout: float = 5.0) -> None:
+        """Wait (bounded) until a client's write at ``position`` is applied;
+        nothing if ``position`` is None. A position past the last event
+        written is refused at once: no wait would ever see it."""
+        if position is None:
+            return
+        head = self.application.head_position()
+        if position > head:
+            raise InvalidInput(
+                f"after_position {position} is past the last event written ({head})",
+                field="after_position",
+            )
+        self.wait(position, timeout)
 
     def run_once(self) -> int:
         """Apply the next batch of events; returns how many there were."""

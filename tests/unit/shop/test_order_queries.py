@@ -7,7 +7,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from ordersys import Conflict, NotFound, QueryBus
+from ordersys import Conflict, InvalidInput, NotFound, QueryBus
 from ordersys.projections import ProjectionRunner, ReadModel
 from ordersys.shop.orders.commands import (
     CreateOrder,
@@ -110,3 +110,16 @@ def test_submitting_is_refused_for_a_stale_version(shop: Shop) -> None:
 
     with pytest.raises(Conflict, match="version 1, not 5"):
         shop.bus.dispatch(SubmitOrder(order_id=order_id, expected_version=5))
+
+
+def test_a_read_after_a_position_never_written_is_refused_at_once(shop: Shop) -> None:
+    queries, _ = queries_for(shop)
+    order_id, position = place(shop, ANN, shop.product(stock=5))
+
+    with pytest.raises(InvalidInput) as raised:
+        queries.dispatch(GetOrder(order_id=order_id, after_position=position + 1000))
+
+    assert raised.value.details["field"] == "after_position"
+    assert raised.value.message == (
+        f"after_position {position + 1000} is past the last event written ({position})"
+    )

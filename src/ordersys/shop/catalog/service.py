@@ -112,13 +112,9 @@ def register_queries(
 ) -> None:
     """Answer product queries from the ``ProductCatalog`` read model."""
 
-    def caught_up(position: int | None) -> None:
-        if position is not None:
-            runner.wait(position, timeout=5.0)
-
     @queries.handles(GetProduct)
     def get(query: GetProduct) -> dict[str, Any]:
-        caught_up(query.after_position)
+        runner.caught_up(query.after_position)
         product = read.get(
             "products", str(query.product_id), min_position=query.after_position or 0
         )
@@ -131,7 +127,7 @@ def register_queries(
 
     @queries.handles(ListProducts)
     def list_products(query: ListProducts) -> dict[str, Any]:
-        caught_up(query.after_position)
+        runner.caught_up(query.after_position)
         where = {} if query.include_discontinued else {"discontinued": False}
         return {
             "products": read.find(

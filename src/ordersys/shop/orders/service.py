@@ -108,13 +108,9 @@ def register_queries(
 ) -> None:
     """Answer order queries from the ``OrderDetails`` read model."""
 
-    def caught_up(position: int | None) -> None:
-        if position is not None:
-            runner.wait(position, timeout=5.0)
-
     @queries.handles(GetOrder)
     def get(query: GetOrder) -> dict[str, Any]:
-        caught_up(query.after_position)
+        runner.caught_up(query.after_position)
         order = read.get(
             "orders", str(query.order_id), min_position=query.after_position or 0
         )
@@ -126,7 +122,7 @@ def register_queries(
 
     @queries.handles(ListOrders)
     def list_orders(query: ListOrders) -> dict[str, Any]:
-        caught_up(query.after_position)
+        runner.caught_up(query.after_position)
         where: dict[str, Any] = {}
         if query.customer_id is not None:
             where["customer_id"] = str(query.customer_id)
