@@ -298,3 +298,29 @@ class ReadModel:
 
     def count(self, collection: str, where: dict[str, Any] | None = None) -> int:
         return self.store.count(collection, where)
+
+    def page(
+        self,
+        collection: str,
+        where: dict[str, Any],
+        *,
+        order_by: str,
+        descending: bool = False,
+        limit: int,
+        offset: int,
+    ) -> dict[str, Any]:
+        """One page of a list query's answer: ``{collection: documents, "total",
+        "limit", "offset"}``."""
+        return {
+            collection: self.find(
+                collection,
+                where,
+                order_by=order_by,
+                descending=descending,
+                limit=limit,
+                offset=offset,
+            ),
+            "total": self.count(collection, where),
+            "limit": limit,
+            "offset": offset,
+        }

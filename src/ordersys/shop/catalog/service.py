@@ -129,15 +129,6 @@ def register_queries(
     def list_products(query: ListProducts) -> dict[str, Any]:
         runner.caught_up(query.after_position)
         where = {} if query.include_discontinued else {"discontinued": False}
-        return {
-            "products": read.find(
-                "products",
-                where,
-                order_by="sku",
-                limit=query.limit,
-                offset=query.offset,
-            ),
-            "total": read.count("products", where),
-            "limit": query.limit,
-            "offset": query.offset,
-        }
+        return read.page(
+            "products", where, order_by="sku", limit=query.limit, offset=query.offset
+        )

@@ -128,16 +128,11 @@ def register_queries(
             where["customer_id"] = str(query.customer_id)
         if query.status is not None:
             where["status"] = query.status
-        return {
-            "orders": read.find(
-                "orders",
-                where,
-                order_by="placed_at",
-                descending=True,
-                limit=query.limit,
-                offset=query.offset,
-            ),
-            "total": read.count("orders", where),
-            "limit": query.limit,
-            "offset": query.offset,
-        }
+        return read.page(
+            "orders",
+            where,
+            order_by="placed_at",
+            descending=True,
+            limit=query.limit,
+            offset=query.offset,
+        )
