@@ -46,7 +46,8 @@ from ordersys import launcher
 from ordersys.persistence.database import connect, ensure_database
 from ordersys.settings import load_settings
 from ordersys.shop.services import SERVICES
-from ordersys.transport import Envelope, KombuTransport
+from ordersys.transport import Envelope
+from ordersys.transport.rabbitmq import KombuTransport
 
 ROUNDS = 3
 SECRET = "the benchmark's key of the gateway tokens, 32+ characters"

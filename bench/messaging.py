@@ -29,7 +29,8 @@ from ordersys.messaging.consumer import EventConsumer, queues_for
 from ordersys.messaging.publisher import ConfirmedPublisher
 from ordersys.messaging.relay import Relay
 from ordersys.persistence.database import connect
-from ordersys.transport import Envelope, KombuTransport
+from ordersys.transport import Envelope
+from ordersys.transport.rabbitmq import KombuTransport
 
 URL = "amqp://guest:guest@127.0.0.1:5672//"
 

@@ -89,7 +89,8 @@ from ordersys.settings import Settings, load_settings
 from ordersys.shop.orders.projections import OrderDetails
 from ordersys.shop.orders.service import Orders
 from ordersys.shop.services import SERVICES
-from ordersys.transport import Envelope, KombuTransport
+from ordersys.transport import Envelope
+from ordersys.transport.rabbitmq import KombuTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "ordersys_sysbench"
@@ -146,7 +147,7 @@ class ServiceProcess:
         self.ready = threading.Event()
         self.log = log.open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ordersys.cli", "run", name],
+            [sys.executable, "-m", "ordersys.shop.cli", "run", name],
             cwd=ROOT,
             env=dict(env),
             stdout=subprocess.PIPE,

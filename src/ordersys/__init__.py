@@ -6,6 +6,9 @@ The public API is re-exported here; see docs/ for guides.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 from ordersys.aggregates import Aggregate, event
@@ -37,14 +40,22 @@ from ordersys.projections import Projection, ProjectionRunner, ReadModel
 from ordersys.queries import Query, QueryBus
 from ordersys.readmodels import Documents
 from ordersys.settings import Settings, load_settings
-from ordersys.transport import (
-    Envelope,
-    KombuTransport,
-    MemoryTransport,
-    RpcSender,
-    Transport,
-    serve_bus,
-)
+from ordersys.transport import Envelope, RpcSender, Transport, serve_bus
+from ordersys.transport.memory import MemoryTransport
+
+if TYPE_CHECKING:
+    from ordersys.transport.rabbitmq import KombuTransport
+
+_ADAPTERS = {"KombuTransport": "ordersys.transport.rabbitmq"}
+"""Public names whose modules need an extra: imported when first used, so that
+``import ordersys`` loads no server client."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ADAPTERS:
+        return getattr(importlib.import_module(_ADAPTERS[name]), name)
+    raise AttributeError(f"module 'ordersys' has no attribute {name!r}")
+
 
 __all__ = [
     "Aggregate",

@@ -40,7 +40,7 @@ def start(names: Iterable[str], metrics_port: int = 0) -> list[Child]:
         if metrics_port:
             env["ORDERSYS_METRICS_PORT"] = str(metrics_port + number)
         process = subprocess.Popen(
-            [sys.executable, "-m", "ordersys.cli", "run", name],
+            [sys.executable, "-m", "ordersys.shop.cli", "run", name],
             stdout=subprocess.PIPE,
             text=True,
             env=env,

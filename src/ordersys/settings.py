@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     crash_at: list[str] = Field(
         default_factory=list,
         description="Crash points where the process kills itself, for recovery tests: "
-        '["catalog.reserved"]. See ordersys.faults.',
+        '["catalog.reserved"]. See ordersys.shop.faults.',
     )
     cache_ttl: int = Field(
         3600, ge=1, description="Seconds a cached read-model document lives."

@@ -18,13 +18,14 @@ import pytest
 import redis
 from psycopg import sql
 
-from ordersys.gateway.composition import GatewayService
-from ordersys.gateway.composition import build as build_gateway
 from ordersys.persistence.database import connect, ensure_database
 from ordersys.service import Service
 from ordersys.settings import Settings, load_settings
+from ordersys.shop.gateway.composition import GatewayService
+from ordersys.shop.gateway.composition import build as build_gateway
 from ordersys.shop.services import SERVICES
-from ordersys.transport import Envelope, KombuTransport
+from ordersys.transport import Envelope
+from ordersys.transport.rabbitmq import KombuTransport
 from tests.conftest import TEST_DATABASE
 from tests.integration.test_transport_rabbitmq import URL, delete_topology
 

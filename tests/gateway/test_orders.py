@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from ordersys.gateway.models import Order
+from ordersys.shop.gateway.models import Order
 from tests.gateway.conftest import System, User, place, wait_for_status
 from tests.gateway.test_auth import fields_of, problem_of
 

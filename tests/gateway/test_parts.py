@@ -10,11 +10,11 @@ import jwt
 import pytest
 
 from ordersys.errors import InvalidInput, Unauthenticated
-from ordersys.gateway.auth import Tokens, secret_of
-from ordersys.gateway.composition import build
-from ordersys.gateway.metrics import UNMATCHED, Routes
 from ordersys.settings import load_settings
-from ordersys.transport import MemoryTransport
+from ordersys.shop.gateway.auth import Tokens, secret_of
+from ordersys.shop.gateway.composition import build
+from ordersys.shop.gateway.metrics import UNMATCHED, Routes
+from ordersys.transport.memory import MemoryTransport
 
 KEY = b"k" * 64
 

@@ -22,9 +22,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ordersys.gateway.app import create_app
 from ordersys.settings import load_settings
-from ordersys.transport import MemoryTransport
+from ordersys.shop.gateway.app import create_app
+from ordersys.transport.memory import MemoryTransport
 from tests.gateway.conftest import System, User
 
 CHECKS = [

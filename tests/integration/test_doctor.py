@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ordersys.cli import main
+from ordersys.shop.cli import main
 
 
 def test_doctor_reports_every_server_reachable_with_its_version(

@@ -17,7 +17,8 @@ from ordersys import InfrastructureUnavailable, RequestTimeout
 from ordersys.messaging.publisher import ConfirmedPublisher
 from ordersys.messaging.relay import Relay
 from ordersys.settings import Settings
-from ordersys.transport import Envelope, KombuTransport
+from ordersys.transport import Envelope
+from ordersys.transport.rabbitmq import KombuTransport
 from tests.contracts.transport import eventually
 from tests.integration.test_messaging_rabbitmq import INTEGRATION_EVENTS, Ledger
 from tests.unit.accounts import Account, Bank

@@ -20,12 +20,12 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from kombu.connection import Connection
 from psycopg import sql
 
-from ordersys.cli import main
 from ordersys.messaging.consumer import EventConsumer
 from ordersys.messaging.contracts import IntegrationEvent
 from ordersys.messaging.publisher import ConfirmedPublisher
 from ordersys.messaging.relay import Relay, checkpoint_for
 from ordersys.settings import Settings
+from ordersys.shop.cli import main
 from ordersys.transport import ERROR_HEADER, Envelope
 from tests.contracts.transport import eventually
 from tests.integration.test_transport_rabbitmq import URL, delete_topology

@@ -20,7 +20,7 @@ from ordersys.shop.services import SERVICES
 from tests.integration.test_transport_rabbitmq import delete_topology
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMAND = [sys.executable, "-m", "ordersys.cli"]
+COMMAND = [sys.executable, "-m", "ordersys.shop.cli"]
 
 
 @pytest.fixture

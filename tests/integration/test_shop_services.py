@@ -19,7 +19,8 @@ from ordersys import Conflict, InvalidInput
 from ordersys.service import Service
 from ordersys.settings import Settings
 from ordersys.shop.services import SERVICES
-from ordersys.transport import Envelope, KombuTransport
+from ordersys.transport import Envelope
+from ordersys.transport.rabbitmq import KombuTransport
 from tests.integration.test_transport_rabbitmq import URL, delete_topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +151,7 @@ def test_ordersys_run_serves_until_sigterm(pg_settings: Settings, prefix: str) -
         "ORDERSYS_MESSAGING_PREFIX": prefix,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "ordersys.cli", "run", "catalog"],
+        [sys.executable, "-m", "ordersys.shop.cli", "run", "catalog"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from ordersys import InfrastructureUnavailable, NotFound, RequestTimeout
 from ordersys.shop.services import SERVICES
-from ordersys.transport import Envelope, KombuTransport
+from ordersys.transport import Envelope
+from ordersys.transport.rabbitmq import KombuTransport
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -52,7 +53,7 @@ class ServiceProcess:
         self.ready = threading.Event()
         self.log = log.open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ordersys.cli", "run", name],
+            [sys.executable, "-m", "ordersys.shop.cli", "run", name],
             cwd=ROOT,
             env=dict(env),
             stdout=subprocess.PIPE,

@@ -8,7 +8,8 @@ from decimal import Decimal
 from ordersys.messaging.publisher import TransportPublisher
 from ordersys.messaging.relay import Relay
 from ordersys.settings import Settings
-from ordersys.transport import Envelope, MemoryTransport
+from ordersys.transport import Envelope
+from ordersys.transport.memory import MemoryTransport
 from tests.unit.accounts import Account, Bank
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ordersys import InvalidInput, load_settings
-from ordersys.cli import main
+from ordersys.shop.cli import main
 
 
 def test_defaults_point_at_the_local_servers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ordersys.transport import MemoryTransport, Transport, topic_matches
+from ordersys.transport import Transport, topic_matches
+from ordersys.transport.memory import MemoryTransport
 from tests.contracts.transport import TransportContract
 
 

@@ -35,13 +35,8 @@ from ordersys.messages import Message
 from ordersys.messaging.contracts import check
 from ordersys.persistence.database import connect, creating_tables, ensure_schema
 from ordersys.settings import Settings
-from ordersys.transport import (
-    ERROR_HEADER,
-    Envelope,
-    Undecodable,
-    consume_in_thread,
-    handling,
-)
+from ordersys.transport import ERROR_HEADER, Envelope, handling
+from ordersys.transport.rabbitmq import Undecodable, consume_in_thread
 
 logger = logging.getLogger("ordersys.consumer")
 

@@ -22,7 +22,8 @@ from kombu.connection import Connection
 
 from ordersys.errors import InfrastructureUnavailable
 from ordersys.settings import Settings, address_of
-from ordersys.transport import Envelope, KombuTransport, Transport
+from ordersys.transport import Envelope, Transport
+from ordersys.transport.rabbitmq import KombuTransport
 
 
 @dataclass(frozen=True)

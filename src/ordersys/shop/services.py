@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ordersys.gateway import composition as gateway
 from ordersys.service import Service
 from ordersys.settings import Settings
 from ordersys.shop.analytics import composition as analytics
 from ordersys.shop.catalog import composition as catalog
+from ordersys.shop.gateway import composition as gateway
 from ordersys.shop.notifications import composition as notifications
 from ordersys.shop.orders import composition as orders
 from ordersys.shop.payments import composition as payments

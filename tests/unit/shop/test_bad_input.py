@@ -23,7 +23,8 @@ from ordersys import HandlerNotFound, InvalidInput, OrdersysError, load_settings
 from ordersys.messages import Message
 from ordersys.service import Service
 from ordersys.shop.services import SERVICES
-from ordersys.transport import Envelope, MemoryTransport
+from ordersys.transport import Envelope
+from ordersys.transport.memory import MemoryTransport
 
 
 def shop_messages() -> list[type[Message]]:

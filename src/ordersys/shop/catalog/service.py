@@ -14,7 +14,6 @@ from ordersys import (
     QueryBus,
     Written,
 )
-from ordersys.faults import crash_point
 from ordersys.projections import ProjectionRunner, ReadModel
 from ordersys.shop.catalog.commands import (
     AddStock,
@@ -29,6 +28,7 @@ from ordersys.shop.catalog.commands import (
 )
 from ordersys.shop.catalog.domain import Inventory, Product, inventory_id
 from ordersys.shop.catalog.projections import ProductCatalog
+from ordersys.shop.faults import crash_point
 
 
 class Catalog(Application):

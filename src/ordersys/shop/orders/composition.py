@@ -4,7 +4,6 @@ the order saga, which sends its commands to the other services."""
 from __future__ import annotations
 
 from ordersys.cache import open_cache
-from ordersys.faults import CrashingSender
 from ordersys.messaging.publisher import publisher_for
 from ordersys.messaging.relay import Relay
 from ordersys.processes import CommandSender, ProcessRunner
@@ -12,6 +11,7 @@ from ordersys.projections import ProjectionRunner, ReadModel
 from ordersys.service import Service
 from ordersys.settings import Settings
 from ordersys.shop.catalog.commands import ReserveInventory
+from ordersys.shop.faults import CrashingSender
 from ordersys.shop.orders.domain import Order
 from ordersys.shop.orders.projections import OrderDetails
 from ordersys.shop.orders.saga import OrderProcess
@@ -31,7 +31,7 @@ CRASH_STEPS = {
     ReserveInventory.message_type: "reserved",
     CapturePayment.message_type: "captured",
 }
-"""The saga's crash points (``ordersys.faults``), by the command whose reply
+"""The saga's crash points (``ordersys.shop.faults``), by the command whose reply
 they follow."""
 
 INTEGRATION_EVENTS = (

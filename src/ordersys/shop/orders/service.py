@@ -12,8 +12,8 @@ from ordersys import (
     QueryBus,
     Written,
 )
-from ordersys.faults import crash_point
 from ordersys.projections import ProjectionRunner, ReadModel
+from ordersys.shop.faults import crash_point
 from ordersys.shop.orders.commands import (
     AddItem,
     CancelOrder,

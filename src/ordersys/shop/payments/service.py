@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ordersys import Application, BusinessRuleViolation, CommandBus, NotFound, QueryBus
-from ordersys.faults import crash_point
+from ordersys.shop.faults import crash_point
 from ordersys.shop.payments.commands import CapturePayment, GetPayment, RefundPayment
 from ordersys.shop.payments.domain import Payment, PaymentStatus, payment_id
 from ordersys.shop.payments.provider import SimulatedProvider

@@ -17,7 +17,7 @@ from uuid import UUID
 from ordersys.processes import CommandSender
 from ordersys.settings import Settings
 
-logger = logging.getLogger("ordersys.faults")
+logger = logging.getLogger("ordersys.shop.faults")
 
 POINTS = {
     "catalog.reserved": "the catalog has saved a reservation and not replied yet",

@@ -18,12 +18,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from ordersys.errors import InvalidInput
-from ordersys.gateway.app import create_app
 from ordersys.service import Service
 from ordersys.settings import Settings
+from ordersys.shop.gateway.app import create_app
 from ordersys.transport import Transport
 
-logger = logging.getLogger("ordersys.gateway")
+logger = logging.getLogger("ordersys.shop.gateway")
 
 STARTUP_SECONDS = 30.0
 

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from redis.exceptions import RedisError
 
 from ordersys.errors import InfrastructureUnavailable, Unauthenticated
-from ordersys.gateway.auth import Principal, current_user
-from ordersys.gateway.context import call, gateway
-from ordersys.gateway.models import (
+from ordersys.settings import address_of
+from ordersys.shop.gateway.auth import Principal, current_user
+from ordersys.shop.gateway.context import call, gateway
+from ordersys.shop.gateway.models import (
     Login,
     Profile,
     ProfileChange,
@@ -18,8 +19,7 @@ from ordersys.gateway.models import (
     Registration,
     TokenPair,
 )
-from ordersys.gateway.problems import responses
-from ordersys.settings import address_of
+from ordersys.shop.gateway.problems import responses
 
 router = APIRouter()
 

@@ -15,7 +15,8 @@ from kombu.connection import Connection
 
 from ordersys.errors import InfrastructureUnavailable, RequestTimeout
 from ordersys.settings import address_of
-from ordersys.transport import Envelope, KombuTransport, Transport
+from ordersys.transport import Envelope, Transport
+from ordersys.transport.rabbitmq import KombuTransport
 
 T = TypeVar("T")
 

@@ -10,15 +10,15 @@ import threading
 from collections.abc import Sequence
 
 from ordersys import __version__, launcher
-from ordersys.demo import run_demo
 from ordersys.doctor import run_checks
 from ordersys.errors import OrdersysError
 from ordersys.messaging import cli as dlq
 from ordersys.observability.logs import configure_logging
 from ordersys.observability.tracing import configure_tracing, shutdown_tracing
 from ordersys.settings import address_of, load_settings
+from ordersys.shop.demo import run_demo
 from ordersys.shop.services import SERVICES
-from ordersys.transport import KombuTransport
+from ordersys.transport.rabbitmq import KombuTransport
 
 
 def doctor(_: argparse.Namespace) -> int:

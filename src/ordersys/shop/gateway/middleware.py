@@ -9,7 +9,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ordersys.gateway.problems import send_problem
+from ordersys.shop.gateway.problems import send_problem
 
 REQUEST_ID = b"x-request-id"
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")

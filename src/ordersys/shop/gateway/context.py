@@ -11,12 +11,12 @@ import redis.asyncio as aioredis
 from fastapi import Request
 from redis.exceptions import RedisError
 
-from ordersys.gateway.auth import Tokens
-from ordersys.gateway.backend import Backend
-from ordersys.gateway.batching import Batched
-from ordersys.gateway.models import Written
-from ordersys.gateway.problems import request_id_of
 from ordersys.settings import Settings
+from ordersys.shop.gateway.auth import Tokens
+from ordersys.shop.gateway.backend import Backend
+from ordersys.shop.gateway.batching import Batched
+from ordersys.shop.gateway.models import Written
+from ordersys.shop.gateway.problems import request_id_of
 
 
 @dataclass

@@ -10,9 +10,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ordersys.errors import NotFound
-from ordersys.gateway.auth import admin_user
-from ordersys.gateway.context import call, gateway, written
-from ordersys.gateway.models import (
+from ordersys.messaging.consumer import registered_queues
+from ordersys.messaging.dlq import DeadLetters
+from ordersys.shop.gateway.auth import admin_user
+from ordersys.shop.gateway.context import call, gateway, written
+from ordersys.shop.gateway.models import (
     Analytics,
     DeadLetter,
     DeadLetterQueue,
@@ -29,10 +31,8 @@ from ordersys.gateway.models import (
     StockAddition,
     Written,
 )
-from ordersys.gateway.orders import order_out
-from ordersys.gateway.problems import responses
-from ordersys.messaging.consumer import registered_queues
-from ordersys.messaging.dlq import DeadLetters
+from ordersys.shop.gateway.orders import order_out
+from ordersys.shop.gateway.problems import responses
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin_user)])
 

@@ -23,7 +23,7 @@ from starlette.types import Scope, Send
 
 from ordersys.errors import OrdersysError
 
-logger = logging.getLogger("ordersys.gateway")
+logger = logging.getLogger("ordersys.shop.gateway")
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:ordersys:problem:"

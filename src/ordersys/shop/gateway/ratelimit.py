@@ -16,11 +16,11 @@ import time
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ordersys.gateway.auth import Tokens, client_of
-from ordersys.gateway.batching import Batched
-from ordersys.gateway.problems import send_problem
+from ordersys.shop.gateway.auth import Tokens, client_of
+from ordersys.shop.gateway.batching import Batched
+from ordersys.shop.gateway.problems import send_problem
 
-logger = logging.getLogger("ordersys.gateway")
+logger = logging.getLogger("ordersys.shop.gateway")
 
 EXEMPT = ("/health/", "/docs", "/redoc", "/openapi.json", "/metrics")
 

@@ -1,18 +1,8 @@
-"""The bus transport: how commands, queries and events cross process boundaries.
+"""The transport over RabbitMQ, through kombu (the ``[rabbitmq]`` extra).
 
-Two kinds of traffic, one port:
-
-* **requests** (commands and queries): ``call(service, envelope)`` delivers an
-  envelope to the one consumer group serving ``service`` and waits, bounded, for
-  its reply; ``serve(service, handler)`` answers them;
-* **events**: ``publish(routing_key, envelope)`` hands an event to every queue
-  bound to a matching pattern (AMQP topic rules: ``*`` is one word, ``#`` zero or
-  more); ``subscribe(queue, patterns, handler)`` consumes one queue.
-
-:class:`MemoryTransport` does this inside one process (the embedded mode and
-unit tests); :class:`KombuTransport` does it over RabbitMQ. Both are held to
-one contract suite (``tests/contracts/transport.py``). :func:`serve_bus` and
-:class:`RpcSender` put an ``ordersys`` command bus on either side of a transport.
+A direct exchange ``<prefix>.commands`` with a durable queue per service,
+replies by direct reply-to, and a topic exchange ``<prefix>.events`` with a
+durable queue per subscriber.
 """
 
 from __future__ import annotations
@@ -21,11 +11,8 @@ import logging
 import threading
 import time
 import uuid
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -34,208 +21,28 @@ from kombu.entity import Exchange, Queue
 from kombu.message import Message as KombuMessage
 from kombu.messaging import Consumer, Producer
 from opentelemetry.trace import SpanKind
-from pydantic_core import to_jsonable_python
 
-from ordersys.bus import MessageBus
 from ordersys.errors import (
-    HandlerNotFound,
     InfrastructureUnavailable,
     OrdersysError,
     RequestTimeout,
-    error_from_dict,
 )
-from ordersys.observability.logs import log_context
-from ordersys.observability.tracing import (
-    current_carrier,
-    inject_into,
-    span,
-    trace_fields,
-)
+from ordersys.observability.tracing import inject_into, span
 from ordersys.settings import address_of
+from ordersys.transport import (
+    ERROR_HEADER,
+    Envelope,
+    EventHandler,
+    RequestHandler,
+    Transport,
+    handling,
+    reply_from,
+    result_of,
+)
 
 logger = logging.getLogger("ordersys.transport")
 
 REPLY_TO = "amq.rabbitmq.reply-to"
-ERROR_HEADER = "x-ordersys-error"
-"""Why a dead letter is one."""
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """A message on the wire: its type, its JSON body and its headers
-    (correlation id, message id, trace context)."""
-
-    message_type: str
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def new(cls, message_type: str, body: dict[str, Any], **headers: str) -> Envelope:
-        """A new envelope; inside a handler it carries on the correlation id and
-        trace context of the message being handled."""
-        # The current span, if any, is the parent of whatever handles this.
-        for key, value in [*current_carrier().items(), *_handling.get().items()]:
-            headers.setdefault(key, value)
-        headers.setdefault("message_id", str(uuid.uuid4()))
-        headers.setdefault("correlation_id", headers["message_id"])
-        return cls(message_type, body, headers)
-
-
-PROPAGATED = ("correlation_id", "traceparent", "tracestate")
-"""Headers that follow a unit of work from message to message (W3C trace context)."""
-
-_handling: ContextVar[dict[str, str]] = ContextVar("ordersys_handling", default={})  # noqa: B039
-
-
-@contextmanager
-def handling(envelope: Envelope) -> Iterator[None]:
-    """Handle ``envelope`` in its context: messages sent meanwhile carry on its
-    correlation id and trace context, and log lines name them."""
-    carried = {k: envelope.headers[k] for k in PROPAGATED if k in envelope.headers}
-    token = _handling.set(carried)
-    correlation_id = carried.get("correlation_id", "")
-    try:
-        with (
-            span(
-                f"handle {envelope.message_type}",
-                carried,
-                kind=SpanKind.SERVER,
-                correlation_id=correlation_id,
-            ) as current,
-            log_context(
-                message_type=envelope.message_type,
-                correlation_id=correlation_id,
-                **trace_fields(current),
-                **_order_of(envelope),
-            ),
-        ):
-            yield
-    finally:
-        _handling.reset(token)
-
-
-def _order_of(envelope: Envelope) -> dict[str, str]:
-    """``{"order_id": ...}`` when the message is about an order, for log lines."""
-    order_id = (
-        envelope.body.get("order_id") if isinstance(envelope.body, dict) else None
-    )
-    if order_id is None and envelope.message_type.startswith("Order"):
-        order_id = envelope.body.get("originator_id")
-    return {"order_id": str(order_id)} if order_id else {}
-
-
-RequestHandler = Callable[[Envelope], Any]
-EventHandler = Callable[[Envelope], None]
-
-
-def reply_from(handler: RequestHandler, envelope: Envelope) -> dict[str, Any]:
-    """Run ``handler`` and turn its outcome into a reply body."""
-    try:
-        with handling(envelope):
-            return {"result": to_jsonable_python(handler(envelope))}
-    except OrdersysError as e:
-        return {"error": e.to_dict()}
-    except Exception as e:
-        logger.exception("%s failed", envelope.message_type)
-        return {
-            "error": OrdersysError(f"{envelope.message_type} failed: {e}").to_dict()
-        }
-
-
-def result_of(reply: dict[str, Any]) -> Any:
-    """The result in a reply body, or its error raised as the typed exception."""
-    if reply.get("error") is not None:
-        raise error_from_dict(reply["error"])
-    return reply.get("result")
-
-
-def topic_matches(pattern: str, routing_key: str) -> bool:
-    """AMQP topic matching: words split by dots, ``*`` one word, ``#`` any."""
-    return _words_match(pattern.split("."), routing_key.split("."))
-
-
-def _words_match(pattern: list[str], words: list[str]) -> bool:
-    if not pattern:
-        return not words
-    if pattern[0] == "#":
-        return _words_match(pattern[1:], words) or (
-            bool(words) and _words_match(pattern, words[1:])
-        )
-    if not words or pattern[0] not in ("*", words[0]):
-        return False
-    return _words_match(pattern[1:], words[1:])
-
-
-class Transport(ABC):
-    """The bus-transport port."""
-
-    @abstractmethod
-    def call(self, service: str, envelope: Envelope, timeout: float) -> Any:
-        """Send a request to ``service`` and return the reply's result; raise
-        the typed error it replied with, or :class:`RequestTimeout`."""
-
-    @abstractmethod
-    def serve(self, service: str, handler: RequestHandler) -> None:
-        """Answer requests to ``service`` with ``handler`` (in the background)."""
-
-    @abstractmethod
-    def publish(self, routing_key: str, envelope: Envelope) -> None:
-        """Hand an event to every queue bound to a pattern matching ``routing_key``."""
-
-    @abstractmethod
-    def subscribe(
-        self, queue: str, patterns: Sequence[str], handler: EventHandler
-    ) -> None:
-        """Consume ``queue``, bound to ``patterns``, with ``handler`` (in the
-        background). A handler that raises leaves the event unacknowledged."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Stop consuming and release connections."""
-
-
-class MemoryTransport(Transport):
-    """Everything in this process: requests call their handler directly, and
-    events are handed to the matching queues' handlers as they are published."""
-
-    def __init__(self) -> None:
-        self._services: dict[str, RequestHandler] = {}
-        self._queues: dict[str, tuple[list[str], EventHandler]] = {}
-        self._lock = threading.Lock()
-
-    def call(self, service: str, envelope: Envelope, timeout: float) -> Any:
-        handler = self._services.get(service)
-        if handler is None:
-            raise RequestTimeout(
-                f"{service} did not reply to {envelope.message_type} within "
-                f"{timeout}s: no instance of it is running",
-                service=service,
-            )
-        return result_of(reply_from(handler, envelope))
-
-    def serve(self, service: str, handler: RequestHandler) -> None:
-        self._services[service] = handler
-
-    def publish(self, routing_key: str, envelope: Envelope) -> None:
-        with self._lock:
-            queues = list(self._queues.items())
-        for queue, (patterns, handler) in queues:
-            if any(topic_matches(p, routing_key) for p in patterns):
-                try:
-                    with handling(envelope):
-                        handler(envelope)
-                except Exception:
-                    logger.exception("%s: %s not handled", queue, envelope.message_type)
-
-    def subscribe(
-        self, queue: str, patterns: Sequence[str], handler: EventHandler
-    ) -> None:
-        with self._lock:
-            self._queues[queue] = (list(patterns), handler)
-
-    def close(self) -> None:
-        self._services.clear()
-        self._queues.clear()
 
 
 def _with_producer(
@@ -582,49 +389,3 @@ class KombuTransport(Transport):
         channel: _ReplyChannel | None = getattr(self._local, "channel", None)
         if channel is not None:
             channel.close()
-
-
-def serve_bus(transport: Transport, service: str, *buses: MessageBus[Any]) -> None:
-    """Answer ``service``'s requests by dispatching each on the bus that handles it
-    (typically its command bus and its query bus)."""
-
-    def handle(envelope: Envelope) -> Any:
-        for bus in buses:
-            message_class = bus.message_types.get(envelope.message_type)
-            if message_class is not None:
-                return bus.dispatch(message_class.parse(envelope.body))
-        raise HandlerNotFound(
-            f"{service} does not handle {envelope.message_type}",
-            message_type=envelope.message_type,
-        )
-
-    transport.serve(service, handle)
-
-
-class RpcSender:
-    """A :class:`~ordersys.processes.CommandSender` over a transport. A command
-    goes to the service that ``routes`` names for the first word of its type
-    (``product.reserveInventory`` → ``routes["product"]``), or to the service
-    named by that word itself."""
-
-    def __init__(
-        self,
-        transport: Transport,
-        timeout: float = 5.0,
-        routes: dict[str, str] | None = None,
-    ) -> None:
-        self.transport = transport
-        self.timeout = timeout
-        self.routes = dict(routes or {})
-
-    def service_for(self, message_type: str) -> str:
-        word = message_type.split(".", 1)[0]
-        return self.routes.get(word, word)
-
-    def send(
-        self, command_type: str, payload: dict[str, Any], command_id: uuid.UUID
-    ) -> Any:
-        envelope = Envelope.new(command_type, payload, message_id=str(command_id))
-        return self.transport.call(
-            self.service_for(command_type), envelope, self.timeout
-        )

@@ -17,19 +17,20 @@ from starlette.responses import Response
 
 from ordersys import __version__
 from ordersys.errors import InfrastructureUnavailable
-from ordersys.gateway import admin, orders, problems, products, users
-from ordersys.gateway.auth import Tokens, secret_of
-from ordersys.gateway.backend import Backend
-from ordersys.gateway.batching import Batched
-from ordersys.gateway.context import Gateway, gateway
-from ordersys.gateway.fastpath import CachedOrderReads
-from ordersys.gateway.idempotency import IdempotencyMiddleware
-from ordersys.gateway.metrics import HttpMetricsMiddleware
-from ordersys.gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from ordersys.gateway.models import Health
-from ordersys.gateway.ratelimit import RateLimitMiddleware, RateLimits
 from ordersys.settings import Settings, address_of
-from ordersys.transport import KombuTransport, Transport
+from ordersys.shop.gateway import admin, orders, problems, products, users
+from ordersys.shop.gateway.auth import Tokens, secret_of
+from ordersys.shop.gateway.backend import Backend
+from ordersys.shop.gateway.batching import Batched
+from ordersys.shop.gateway.context import Gateway, gateway
+from ordersys.shop.gateway.fastpath import CachedOrderReads
+from ordersys.shop.gateway.idempotency import IdempotencyMiddleware
+from ordersys.shop.gateway.metrics import HttpMetricsMiddleware
+from ordersys.shop.gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from ordersys.shop.gateway.models import Health
+from ordersys.shop.gateway.ratelimit import RateLimitMiddleware, RateLimits
+from ordersys.transport import Transport
+from ordersys.transport.rabbitmq import KombuTransport
 
 DESCRIPTION = """\
 The public API of ordersys' order-management system.

@@ -24,7 +24,7 @@ from starlette.types import Scope
 from ordersys.errors import Forbidden, InvalidInput, Unauthenticated
 from ordersys.settings import Settings
 
-logger = logging.getLogger("ordersys.gateway")
+logger = logging.getLogger("ordersys.shop.gateway")
 
 ALGORITHM = "HS256"
 ISSUER = "ordersys-gateway"

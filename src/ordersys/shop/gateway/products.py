@@ -7,10 +7,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 
-from ordersys.gateway.context import call
-from ordersys.gateway.models import Product, ProductPage
-from ordersys.gateway.orders import product
-from ordersys.gateway.problems import responses
+from ordersys.shop.gateway.context import call
+from ordersys.shop.gateway.models import Product, ProductPage
+from ordersys.shop.gateway.orders import product
+from ordersys.shop.gateway.problems import responses
 
 router = APIRouter(tags=["products"])
 

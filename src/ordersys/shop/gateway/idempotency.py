@@ -21,10 +21,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ordersys.gateway.auth import Tokens, client_of
-from ordersys.gateway.problems import send_problem
+from ordersys.shop.gateway.auth import Tokens, client_of
+from ordersys.shop.gateway.problems import send_problem
 
-logger = logging.getLogger("ordersys.gateway")
+logger = logging.getLogger("ordersys.shop.gateway")
 
 HEADER = b"idempotency-key"
 TTL_SECONDS = 24 * 3600

@@ -22,8 +22,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from redis.exceptions import RedisError
 
 from ordersys.errors import BusinessRuleViolation, Conflict, InvalidInput, NotFound
-from ordersys.gateway.auth import Principal, current_user
-from ordersys.gateway.context import (
+from ordersys.shop.catalog.projections import ProductCatalog
+from ordersys.shop.gateway.auth import Principal, current_user
+from ordersys.shop.gateway.context import (
     Gateway,
     cached,
     call,
@@ -31,7 +32,7 @@ from ordersys.gateway.context import (
     gateway,
     written,
 )
-from ordersys.gateway.models import (
+from ordersys.shop.gateway.models import (
     Cancellation,
     Item,
     NewItem,
@@ -44,8 +45,7 @@ from ordersys.gateway.models import (
     Submission,
     Written,
 )
-from ordersys.gateway.problems import responses
-from ordersys.shop.catalog.projections import ProductCatalog
+from ordersys.shop.gateway.problems import responses
 from ordersys.shop.orders.commands import CreateOrder
 from ordersys.shop.orders.projections import OrderDetails
 

@@ -5,12 +5,12 @@ The orders service's projection keeps every order document in Redis (written
 with the position of its event). For a request with a valid access token, this
 middleware counts the request against the client's rate limit *and* fetches
 the order document in one Lua script (batched with those of concurrent
-requests, :mod:`ordersys.gateway.batching`); if the document is there, recent enough
-for ``after_position``, and the caller's own, it answers at once. Anything
-else (no token, a miss, another customer's order, over the limit, any other
-query parameter) goes on to the FastAPI route, which answers it in full; the
-count already made is passed on so the request is not counted twice. The route
-is also what the OpenAPI document describes: both give the same answer.
+requests, :mod:`ordersys.shop.gateway.batching`); if the document is there,
+recent enough for ``after_position``, and the caller's own, it answers at
+once. Anything else (no token, a miss, another customer's order, over the
+limit, any other query parameter) goes on to the FastAPI route, which answers
+it in full; the count already made is passed on so the request is not counted
+twice. The route is also what the OpenAPI document describes: both give the same answer.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import orjson
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ordersys.gateway.auth import Tokens, client_of
-from ordersys.gateway.models import Order
-from ordersys.gateway.ratelimit import RateLimits
+from ordersys.shop.gateway.auth import Tokens, client_of
+from ordersys.shop.gateway.models import Order
+from ordersys.shop.gateway.ratelimit import RateLimits
 from ordersys.shop.orders.projections import OrderDetails
 
 _PATH = re.compile(
