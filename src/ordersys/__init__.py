@@ -27,6 +27,7 @@ from ordersys.errors import (
     RequestTimeout,
     Unauthenticated,
 )
+from ordersys.extras import MissingExtra
 from ordersys.messages import Message
 from ordersys.middleware import logging_middleware, timing_middleware
 from ordersys.processes import (
@@ -52,6 +53,7 @@ _ADAPTERS = {"KombuTransport": "ordersys.transport.rabbitmq"}
 
 
 def __getattr__(name: str) -> Any:
+    # MissingExtra, naming the extra, if the adapter's client is not installed.
     if name in _ADAPTERS:
         return getattr(importlib.import_module(_ADAPTERS[name]), name)
     raise AttributeError(f"module 'ordersys' has no attribute {name!r}")
@@ -77,6 +79,7 @@ __all__ = [
     "Message",
     "MessageBus",
     "Middleware",
+    "MissingExtra",
     "NotFound",
     "OrdersysError",
     "ProcessManager",

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from datetime import datetime
 from typing import Any
 
 from eventsourcing.domain import Aggregate as _Aggregate
 from eventsourcing.domain import AggregateCreated, event
 from pydantic import TypeAdapter, ValidationError
 
+from ordersys import clock
 from ordersys.errors import InvalidInput
 
 __all__ = ["Aggregate", "event"]
@@ -54,14 +56,13 @@ def _build_adapters(event_class: type[Any]) -> dict[str, TypeAdapter[Any]]:
 
 
 def validate_event_payload(domain_event: Any) -> None:
-    """Raise :class:`InvalidInput` naming each field whose value has the wrong type."""
-    problems = []
-    for name, adapter in _field_adapters(type(domain_event)).items():
-        try:
-            adapter.validate_python(getattr(domain_event, name), strict=True)
-        except ValidationError as e:
-            first = e.errors()[0]
-            problems.append({"field": name, "message": first["msg"]})
+    """Raise :class:`InvalidInput` naming the dotted path of each bad value
+    (``items.0.unit_price``), so a nested error says where it is."""
+    problems = [
+        problem
+        for name, adapter in _field_adapters(type(domain_event)).items()
+        for problem in _problems(name, adapter, getattr(domain_event, name))
+    ]
     if problems:
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         raise InvalidInput(
@@ -69,10 +70,29 @@ def validate_event_payload(domain_event: Any) -> None:
         )
 
 
+def _problems(name: str, adapter: TypeAdapter[Any], value: Any) -> list[dict[str, str]]:
+    try:
+        adapter.validate_python(value, strict=True)
+    except ValidationError as e:
+        return [
+            {
+                "field": ".".join([name, *map(str, error["loc"])]),
+                "message": error["msg"],
+            }
+            for error in e.errors()
+        ]
+    return []
+
+
 class Aggregate(_Aggregate):
     """Base class for ordersys aggregates (plain Python, no infrastructure)."""
 
     class Event(_Aggregate.Event):
+        @staticmethod
+        def create_timestamp() -> datetime:
+            """Now by ordersys' clock (a test's virtual clock, if installed)."""
+            return clock.now()
+
         def __post_init__(self) -> None:
             super().__post_init__()
             validate_event_payload(self)

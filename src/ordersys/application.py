@@ -6,16 +6,36 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    ProcessingEvent,
+    ProjectorFunction,
+    Repository,
+    project_aggregate,
+)
 from eventsourcing.application import Application as _Application
+from eventsourcing.domain import (
+    BaseAggregate,
+    DomainEventProtocol,
+    MutableOrImmutableAggregate,
+    TDomainEvent,
+    TMutableOrImmutableAggregate,
+)
 from eventsourcing.persistence import RecordConflictError, Recording
 from eventsourcing.utils import EnvType
 
 from ordersys.aggregates import Aggregate
 from ordersys.commands import Written
-from ordersys.errors import Conflict, InvalidInput, NotFound
+from ordersys.errors import Conflict, InvalidInput, NotFound, StorageTaken
 from ordersys.observability.tracing import span, stamp
-from ordersys.persistence.database import creating_tables, ensure_schema, schema_name
+from ordersys.persistence.database import (
+    claim_tables,
+    creating_tables,
+    ensure_schema,
+    schema_name,
+)
+from ordersys.persistence.owners import claim_sqlite_tables
+from ordersys.persistence.sqlite import sqlite_file
 from ordersys.settings import Settings, load_settings
 
 A = TypeVar("A", bound=Aggregate)
@@ -25,6 +45,9 @@ POSTGRES_FACTORIES = {
     "stock": "eventsourcing.postgres:Factory",
 }
 """Infrastructure factory topic for each ``ORDERSYS_EVENT_STORE`` choice."""
+
+SQLITE_FACTORY = "ordersys.persistence.sqlite_factory:Factory"
+"""eventsourcing's SQLite factory, with tables named after each application."""
 
 
 def persistence_env(settings: Settings, app_name: str) -> dict[str, str]:
@@ -36,12 +59,10 @@ def persistence_env(settings: Settings, app_name: str) -> dict[str, str]:
     if settings.persistence == "memory":
         return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     if settings.persistence == "sqlite":
-        path = settings.sqlite_path
-        if path == ":memory:":
-            # Named and shared, so every object in this process that opens the
-            # same application sees the same events.
-            path = f"file:ordersys_{schema_name(app_name)}?mode=memory&cache=shared"
-        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
+        # In memory: named and shared, so every object in this process that
+        # opens the same application sees the same events.
+        path = sqlite_file(settings, app_name)
+        return {"PERSISTENCE_MODULE": SQLITE_FACTORY, "SQLITE_DBNAME": path}
     schema = settings.postgres_schema or schema_name(app_name)
     ensure_schema(settings, schema)
     return {
@@ -56,6 +77,46 @@ def persistence_env(settings: Settings, app_name: str) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": str(settings.postgres_max_overflow),
         "POSTGRES_CONNECT_TIMEOUT": str(settings.postgres_connect_timeout),
     }
+
+
+class VersionConflict(Conflict, RecordConflictError):
+    """What :meth:`Application.save` raises for a stale version: a
+    :class:`Conflict`, and eventsourcing's ``RecordConflictError``, so that code
+    written for eventsourcing's ``save`` keeps catching it."""
+
+
+class AggregateNotFound(NotFound, AggregateNotFoundError):
+    """What an application's ``repository.get()`` raises for an unknown id: a
+    :class:`NotFound`, and eventsourcing's ``AggregateNotFoundError``, which
+    eventsourcing's own code (``id in repository``, snapshots) catches."""
+
+
+class _Repository(Repository[UUID]):
+    """eventsourcing's repository, raising :class:`AggregateNotFound`."""
+
+    def get(
+        self,
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        projector_func: ProjectorFunction[
+            TMutableOrImmutableAggregate, TDomainEvent
+        ] = project_aggregate,
+        fastforward_skipping: bool = False,
+        deepcopy_from_cache: bool = True,
+    ) -> TMutableOrImmutableAggregate:
+        try:
+            return super().get(
+                aggregate_id,
+                version=version,
+                projector_func=projector_func,
+                fastforward_skipping=fastforward_skipping,
+                deepcopy_from_cache=deepcopy_from_cache,
+            )
+        except AggregateNotFoundError:
+            raise AggregateNotFound(
+                f"aggregate {aggregate_id} not found", aggregate_id=str(aggregate_id)
+            ) from None
 
 
 class Application(_Application[UUID]):
@@ -78,11 +139,60 @@ class Application(_Application[UUID]):
         if self.snapshotting_intervals:
             merged["IS_SNAPSHOTTING_ENABLED"] = "y"
         merged.update(env or {})
-        if "POSTGRES_SCHEMA" in merged:
-            with creating_tables(self.settings, merged["POSTGRES_SCHEMA"]):
-                super().__init__(merged)
+        self._open(merged)
+
+    def _open(self, env: dict[str, str]) -> None:
+        """Open the store, claiming the tables named after this application
+        there; refused, with nothing written, if another class owns them."""
+        if "POSTGRES_SCHEMA" in env:
+            schema = env["POSTGRES_SCHEMA"]
+            with creating_tables(self.settings, schema):
+                owner = claim_tables(
+                    self.settings, schema, self._tables, self.qualified_name()
+                )
+                self._refuse_unless_owned(
+                    owner, f"schema {schema!r}", "ORDERSYS_POSTGRES_SCHEMA"
+                )
+                super().__init__(env)
+        elif env.get("PERSISTENCE_MODULE") == SQLITE_FACTORY:
+            super().__init__(env)
+            # Claimed once open: a database in memory lives while a connection
+            # to it does, and eventsourcing's keeps one.
+            path = env["SQLITE_DBNAME"]
+            owner = claim_sqlite_tables(path, self._tables, self.qualified_name())
+            try:
+                self._refuse_unless_owned(
+                    owner, f"SQLite database {path!r}", "ORDERSYS_SQLITE_PATH"
+                )
+            except StorageTaken:
+                self.close()
+                raise
         else:
-            super().__init__(merged)
+            super().__init__(env)
+
+    @classmethod
+    def qualified_name(cls) -> str:
+        """How a store records the application that owns its tables."""
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    @property
+    def _tables(self) -> str:
+        # eventsourcing names an application's tables after it, in lower case.
+        return self.name.lower()
+
+    def _refuse_unless_owned(self, owner: str, store: str, setting: str) -> None:
+        if owner == self.qualified_name():
+            return
+        msg = (
+            f"{self.qualified_name()} cannot use the tables named {self._tables!r} in "
+            f"{store}: they belong to {owner}, another application of the same "
+            f"name. Give one of them storage of its own with {setting}, or "
+            "another name with a class attribute `name` (its tables are named "
+            "after it)"
+        )
+        raise StorageTaken(
+            msg, tables=self._tables, owner=owner, opener=self.qualified_name()
+        )
 
     @classmethod
     def _intervals(cls, settings: Settings) -> dict[type[Any], int]:
@@ -105,13 +215,7 @@ class Application(_Application[UUID]):
         Returns what the first aggregate became, with the position of the last
         event written, for read-your-writes.
         """
-        try:
-            recordings = self.save(*aggregates)
-        except RecordConflictError as e:
-            raise Conflict(
-                "the aggregate was changed by someone else; reload and retry",
-                aggregate_id=str(aggregates[0].id),
-            ) from e
+        recordings = self.save(*aggregates)
         positions = [
             r.notification.id for r in recordings if r.notification.id is not None
         ]
@@ -131,7 +235,7 @@ class Application(_Application[UUID]):
         :class:`Conflict` if ``expected_version`` is not its current version."""
         try:
             aggregate: Aggregate = self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
+        except NotFound:
             raise NotFound(
                 f"{aggregate_type.__name__} {aggregate_id} not found",
                 aggregate_id=str(aggregate_id),
@@ -149,6 +253,29 @@ class Application(_Application[UUID]):
                 current_version=aggregate.version,
             )
         return aggregate
+
+    def save(
+        self,
+        *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
+        **kwargs: Any,
+    ) -> list[Recording[UUID]]:
+        """eventsourcing's ``save``: the new events of ``objs``, atomically; an
+        aggregate changed by someone else since it was loaded raises
+        :class:`VersionConflict` (a :class:`Conflict`)."""
+        try:
+            return super().save(*objs, **kwargs)
+        except RecordConflictError as e:
+            ids = [str(o.id) for o in objs if isinstance(o, BaseAggregate)]
+            raise VersionConflict(
+                "the aggregate was changed by someone else; reload and retry",
+                **({"aggregate_id": ids[0]} if ids else {}),
+            ) from e
+
+    def construct_repository(self) -> Repository[UUID]:
+        repository = super().construct_repository()
+        # Built by eventsourcing from its environment; only get() differs.
+        repository.__class__ = _Repository
+        return repository
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         # Every way of storing events (save, write, a process manager's

@@ -14,6 +14,7 @@ from ordersys.errors import HandlerNotFound
 from ordersys.messages import Message
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T", bound=Message)
 H = TypeVar("H", bound=Callable[..., Any])
 
 Handler = Callable[[Any], Any]
@@ -32,8 +33,10 @@ class MessageBus(Generic[M]):
         self._handlers: dict[type[Message], Handler] = {}
         self._middleware: list[Middleware] = list(middleware)
 
-    def register(self, message_type: type[M], handler: Callable[[M], Any]) -> None:
-        """Route ``message_type`` to ``handler``; a second handler is an error."""
+    def register(self, message_type: type[T], handler: Callable[[T], Any]) -> None:
+        """Route ``message_type`` to ``handler``; a second handler is an error.
+        The handler is typed for ``message_type`` (a lambda sees its fields);
+        that it is a message this bus accepts is checked when registering."""
         if not issubclass(message_type, self.accepts):
             msg = f"{message_type.__name__} is not a {self.accepts.__name__}"
             raise TypeError(msg)

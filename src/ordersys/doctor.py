@@ -1,14 +1,16 @@
-"""Checks that the configured PostgreSQL, RabbitMQ and Redis can be reached."""
+"""Checks that the configured PostgreSQL, RabbitMQ and Redis can be reached.
+
+Each probe imports its server's client when it runs: a server whose extra is
+not installed is reported as such, beside the others.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
-from kombu.connection import Connection
-
 from ordersys.errors import InfrastructureUnavailable
+from ordersys.extras import MissingExtra, needs
 from ordersys.persistence.database import connect
 from ordersys.settings import Settings, address_of
 
@@ -30,10 +32,13 @@ def postgres_version(settings: Settings) -> str:
 
 
 def rabbitmq_version(settings: Settings) -> str:
+    with needs("rabbitmq", "Checking RabbitMQ"):
+        from kombu.connection import Connection
     address = address_of(settings.rabbitmq_url)
     try:
         with Connection(settings.rabbitmq_url, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
+            # One attempt, at once: a refused connection is an answer.
+            conn.ensure_connection(max_retries=1, interval_start=0)
             properties = conn.connection.server_properties
     except Exception as e:
         raise InfrastructureUnavailable(
@@ -44,6 +49,8 @@ def rabbitmq_version(settings: Settings) -> str:
 
 
 def redis_version(settings: Settings) -> str:
+    with needs("redis", "Checking Redis"):
+        import redis
     address = address_of(settings.redis_url)
     try:
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
@@ -69,4 +76,6 @@ def run_checks(settings: Settings) -> list[Check]:
             checks.append(Check(server, address(settings), True, probe(settings)))
         except InfrastructureUnavailable as e:
             checks.append(Check(server, e.address, False, e.reason))
+        except MissingExtra as e:
+            checks.append(Check(server, address(settings), False, e.message))
     return checks

@@ -69,6 +69,13 @@ class InvalidInput(OrdersysError):
     http_status = 422
 
 
+class StorageTaken(InvalidInput):
+    """An application opened storage that another application class owns:
+    two classes with one name would append to each other's tables."""
+
+    code = "storage_taken"
+
+
 class HandlerNotFound(OrdersysError):
     """No handler is registered for a message type."""
 
@@ -108,6 +115,7 @@ _BY_CODE: dict[str, type[OrdersysError]] = {
         Conflict,
         BusinessRuleViolation,
         InvalidInput,
+        StorageTaken,
         Unauthenticated,
         Forbidden,
         HandlerNotFound,

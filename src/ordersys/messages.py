@@ -21,6 +21,19 @@ class Message(BaseModel):
     message_type: ClassVar[str] = ""
     message_version: ClassVar[int] = 1
 
+    def __init__(self, /, **data: Any) -> None:
+        """Validate ``data``; a bad field raises :class:`InvalidInput` naming
+        each field that is wrong by its dotted path (``lines.0.quantity``)."""
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise invalid_input(type(self).message_type, e) from None
+
+    # Tells pydantic that this __init__ validates as its own does, so that it
+    # is not called for a message nested in another: the outer one then names
+    # the nested field by its whole path.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "message_type" not in cls.__dict__:

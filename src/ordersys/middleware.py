@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from ordersys.bus import Next
 from ordersys.errors import InfrastructureUnavailable, OrdersysError
+from ordersys.extras import installed
 from ordersys.messages import Message
 
 logger = logging.getLogger("ordersys.bus")
@@ -62,16 +62,23 @@ def database_outage_middleware(address: str) -> Callable[[Message, Next], Any]:
     """Turn a lost or refused PostgreSQL connection into
     :class:`InfrastructureUnavailable` (503: try again), not a failure (500).
     The handler's transaction did not commit, so nothing was changed."""
+    outages = _outages()
 
     def middleware(message: Message, call_next: Next) -> Any:
         try:
             return call_next(message)
-        except (
-            OperationalError,
-            InterfaceError,
-            psycopg.OperationalError,
-            psycopg.InterfaceError,
-        ) as e:
+        except outages as e:
             raise InfrastructureUnavailable("PostgreSQL", address, str(e)) from e
 
     return middleware
+
+
+def _outages() -> tuple[type[Exception], ...]:
+    """eventsourcing's errors for a lost connection, and psycopg's own if it is
+    installed (ordersys' recorders and read models use psycopg directly)."""
+    errors: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+    if installed("postgres"):
+        import psycopg
+
+        errors += (psycopg.OperationalError, psycopg.InterfaceError)
+    return errors

@@ -1,9 +1,14 @@
-"""One settings model for every address and tunable, read from ``ORDERSYS_*``."""
+"""The framework's settings: every address and tunable, read from ``ORDERSYS_*``.
+
+An application of ordersys extends :class:`Settings` with its own fields (the
+bundled shop's are in ``ordersys.shop.settings``) and loads them with
+:meth:`Settings.load`, which names the variable of a bad value.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,8 +22,10 @@ class Settings(BaseSettings):
     """Everything ordersys needs to know about its surroundings.
 
     Each field is read from the environment variable ``ORDERSYS_<FIELD>``,
-    e.g. ``ORDERSYS_POSTGRES_HOST``. Use :func:`load_settings` to get errors
-    that name the variable.
+    e.g. ``ORDERSYS_POSTGRES_HOST``; a bad value raises
+    :class:`~ordersys.errors.InvalidInput` naming the variable. Load them with
+    :meth:`load` (or :func:`load_settings`), which also refuses an override
+    that is not a field.
     """
 
     model_config = SettingsConfigDict(
@@ -49,6 +56,10 @@ class Settings(BaseSettings):
     sqlite_path: str = Field(
         ":memory:", description="SQLite file for the embedded mode."
     )
+    data_dir: str = Field(
+        ".ordersys-data",
+        description="Directory of the embedded mode's files (SQLite databases).",
+    )
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     redis_url: str = "redis://127.0.0.1:6379/0"
     rpc_timeout: float = Field(5.0, gt=0)
@@ -57,6 +68,16 @@ class Settings(BaseSettings):
         description='Snapshot every N events, per aggregate class name: {"Order": 50}.',
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto",
+        description="Log lines: readable (console), JSON, or auto: readable on a "
+        "terminal, JSON otherwise.",
+    )
+    startup_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a starting service waits for the servers it needs.",
+    )
     projection_batch_size: int = Field(
         500, ge=1, description="Events a projection applies per transaction."
     )
@@ -67,25 +88,6 @@ class Settings(BaseSettings):
     messaging_prefix: str = Field(
         "ordersys", description="Prefix of RabbitMQ exchanges and queues."
     )
-    saga_step_timeout: float = Field(
-        30.0, gt=0, description="Seconds the order saga waits for each step's reply."
-    )
-    payment_decline_rate: float = Field(
-        0.0, ge=0, le=1, description="Share of charges the simulated provider declines."
-    )
-    payment_latency: float = Field(
-        0.0,
-        ge=0,
-        description="Seconds the simulated payment provider takes per charge.",
-    )
-    notify_webhook_url: str = Field(
-        "", description="Notifications are also POSTed (JSON) to this URL."
-    )
-    smtp_host: str = Field(
-        "", description="Notifications are also mailed through this SMTP server."
-    )
-    smtp_port: int = Field(25, ge=1, le=65535)
-    smtp_sender: str = "orders@ordersys.local"
     metrics_port: int = Field(
         0, ge=0, le=65535, description="Port of a service's /metrics; 0: none."
     )
@@ -95,39 +97,49 @@ class Settings(BaseSettings):
         description="OTLP/HTTP endpoint traces are sent to (http://jaeger:4318); "
         "empty: no traces.",
     )
-    crash_at: list[str] = Field(
-        default_factory=list,
-        description="Crash points where the process kills itself, for recovery tests: "
-        '["catalog.reserved"]. See ordersys.shop.faults.',
-    )
     cache_ttl: int = Field(
         3600, ge=1, description="Seconds a cached read-model document lives."
     )
-    gateway_host: str = Field("127.0.0.1", description="Address the gateway binds.")
-    gateway_port: int = Field(8000, ge=0, le=65535)
-    jwt_secret: SecretStr = Field(
-        SecretStr(""),
-        description="HS256 key of the gateway's tokens (32+ characters); empty "
-        "means a random one per gateway process.",
-    )
-    jwt_access_seconds: int = Field(300, ge=1, description="Access token lifetime.")
-    jwt_refresh_seconds: int = Field(
-        604800, ge=1, description="Refresh token lifetime."
-    )
-    rate_limit_per_minute: int = Field(
-        600, ge=1, description="Requests per client and minute at the gateway."
-    )
-    max_body_bytes: int = Field(
-        65536, ge=1, description="Largest request body the gateway accepts."
-    )
-    cors_origins: list[str] = Field(
-        default_factory=list,
-        description='Origins allowed by CORS, JSON: ["https://shop.example"].',
-    )
+
+    def __init__(self, **values: Any) -> None:
+        # Made directly too, a bad value names its variable, not pydantic's loc.
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            raise _named_variables(e) from None
 
     @property
     def postgres_address(self) -> str:
         return f"{self.postgres_host}:{self.postgres_port}"
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, object] | None = None) -> Self:
+        """Read settings from the environment, naming the variable of a bad value.
+
+        ``overrides`` are field values that win over the environment (for tests
+        and for code that composes services). Unrelated ``ORDERSYS_*``
+        variables are ignored (another application's settings may be there
+        too), but an override that is not a field is refused: code that sets
+        it expects it to count.
+        """
+        values: dict[str, Any] = dict(overrides or {})
+        unknown = sorted(set(values) - set(cls.model_fields))
+        if unknown:
+            problems = [
+                f"{ENV_PREFIX}{name.upper()}: not a setting" for name in unknown
+            ]
+            msg = f"invalid settings for {cls.__name__}: " + "; ".join(problems)
+            raise InvalidInput(msg, problems=problems)
+        return cls(**values)
+
+
+def _named_variables(error: ValidationError) -> InvalidInput:
+    problems = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"])
+        variable = ENV_PREFIX + field.split(".")[0].upper()
+        problems.append(f"{variable}: {problem['msg']} (got {problem['input']!r})")
+    return InvalidInput("invalid settings: " + "; ".join(problems), problems=problems)
 
 
 def address_of(url: str) -> str:
@@ -136,19 +148,5 @@ def address_of(url: str) -> str:
 
 
 def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
-    """Read settings from the environment, naming the variable of a bad value.
-
-    ``overrides`` are field values that win over the environment (for tests
-    and for code that composes services).
-    """
-    try:
-        return Settings(**dict(overrides or {}))  # type: ignore[arg-type]
-    except ValidationError as e:
-        problems = []
-        for error in e.errors():
-            field = ".".join(str(part) for part in error["loc"])
-            variable = ENV_PREFIX + field.split(".")[0].upper()
-            problems.append(f"{variable}: {error['msg']} (got {error['input']!r})")
-        raise InvalidInput(
-            "invalid settings: " + "; ".join(problems), problems=problems
-        ) from None
+    """The framework's settings: :meth:`Settings.load`."""
+    return Settings.load(overrides)

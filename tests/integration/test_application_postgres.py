@@ -4,12 +4,17 @@ name the server. (Concurrency is in the event-store contract.)"""
 from __future__ import annotations
 
 from decimal import Decimal
+from uuid import uuid4
 
 import pytest
+from psycopg import sql
 
-from ordersys import InfrastructureUnavailable, load_settings
+from ordersys import Application, InfrastructureUnavailable, load_settings
+from ordersys.errors import StorageTaken
 from ordersys.persistence.database import connect
 from ordersys.settings import Settings
+from ordersys.shop.orders import service as shop
+from ordersys.shop.orders.domain import Order, line
 from tests.unit.accounts import Account, Bank
 
 
@@ -39,3 +44,67 @@ def test_an_unreachable_postgres_is_named_with_its_address() -> None:
         Bank(settings)
 
     assert raised.value.message.startswith("PostgreSQL is not reachable at 127.0.0.1:1")
+
+
+class Orders(Application):
+    """A user's own order service, named as the shop's is."""
+
+    aggregate_types = (Account,)
+
+
+def rows(settings: Settings, table: str) -> int:
+    with connect(settings) as conn:
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(
+                sql.Identifier(settings.postgres_schema, table)
+            )
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_class_that_opens_tables_another_class_owns_is_refused(
+    pg_settings: Settings,
+) -> None:
+    theirs = shop.Orders(pg_settings)
+    theirs.write(Order.place(uuid4(), [line(uuid4(), 1, 500)]))
+    before = rows(pg_settings, "orders_events")
+
+    with pytest.raises(StorageTaken) as raised:
+        Orders(pg_settings)
+
+    message = str(raised.value)
+    assert "ordersys.shop.orders.service.Orders" in message
+    assert "tests.integration.test_application_postgres.Orders" in message
+    assert "ORDERSYS_POSTGRES_SCHEMA" in message
+    assert "class attribute `name`" in message
+    assert rows(pg_settings, "orders_events") == before
+
+
+def test_the_first_application_records_itself_as_the_owner(
+    pg_settings: Settings,
+) -> None:
+    Bank(pg_settings)
+    Bank(pg_settings).write(Account("ann", Decimal(0)))
+
+    with connect(pg_settings) as conn:
+        owners = conn.execute(
+            sql.SQL("SELECT name, owner FROM {}").format(
+                sql.Identifier(pg_settings.postgres_schema, "ordersys_owner")
+            )
+        ).fetchall()
+    assert owners == [("bank", "tests.unit.accounts.Bank")]
+
+
+def test_applications_of_different_names_share_a_schema_table_apart(
+    pg_settings: Settings,
+) -> None:
+    Bank(pg_settings).write(Account("ann", Decimal(0)))
+
+    class OtherBank(Application):
+        aggregate_types = (Account,)
+
+    OtherBank(pg_settings).write(Account("bob", Decimal(0)))
+
+    assert rows(pg_settings, "bank_events") == 1
+    assert rows(pg_settings, "otherbank_events") == 1

@@ -6,7 +6,7 @@ import pytest
 
 from ordersys import InfrastructureUnavailable
 from ordersys.cache import ReadModelCache, RedisCache
-from tests.contracts.cache import ReadModelCacheContract
+from ordersys.testing.contracts.cache import ReadModelCacheContract
 
 
 class TestRedisCache(ReadModelCacheContract):

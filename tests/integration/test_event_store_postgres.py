@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ordersys.settings import Settings
-from tests.contracts.event_store import EventStoreContract
+from ordersys.testing.contracts.event_store import EventStoreContract
 
 
 class PostgresContract(EventStoreContract):

@@ -18,13 +18,15 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from ordersys.messaging.consumer import EventConsumer
+from ordersys.readmodels.records import RecordStore, open_records
 from ordersys.settings import Settings
-from ordersys.shop.analytics.records import Records as AnalyticsRecords
+from ordersys.shop.analytics.records import OrderRecords as AnalyticsRecords
 from ordersys.shop.analytics.service import handlers as analytics_handlers
 from ordersys.shop.notifications.channels import Channel, channels_from
-from ordersys.shop.notifications.records import Records as NotificationRecords
+from ordersys.shop.notifications.records import NotificationRecords
 from ordersys.shop.notifications.service import Delivery, UnknownOrder
 from ordersys.shop.notifications.service import handlers as notification_handlers
+from ordersys.shop.settings import load_shop_settings
 from ordersys.transport import Envelope
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -55,8 +57,10 @@ class Events:
         return Envelope(event_type, body, {"message_id": f"orders:{self.position}"})
 
 
-def consumer(settings: Settings, name: str, handlers: dict[str, Any]) -> EventConsumer:
-    return EventConsumer(settings, name, handlers, patterns=["orders.*"])
+def consumer(
+    settings: Settings, name: str, handlers: dict[str, Any], store: RecordStore
+) -> EventConsumer:
+    return EventConsumer(settings, name, handlers, patterns=["orders.*"], store=store)
 
 
 # Notifications
@@ -65,9 +69,9 @@ def consumer(settings: Settings, name: str, handlers: dict[str, Any]) -> EventCo
 def notifications_for(
     settings: Settings, channels: list[Channel] | None = None
 ) -> tuple[EventConsumer, NotificationRecords]:
-    records = NotificationRecords(settings, settings.postgres_schema)
+    records = NotificationRecords(open_records(settings, "notifications"))
     handlers = notification_handlers(records, channels or [])
-    return consumer(settings, "notifications", handlers), records
+    return consumer(settings, "notifications", handlers, records.store), records
 
 
 def test_a_customer_is_told_once_of_each_confirmation_cancellation_and_shipment(
@@ -166,8 +170,13 @@ def test_notifications_are_posted_to_the_webhook_and_mailed_once(
 ) -> None:
     url, hook = webhook
     port, box = mailbox
-    settings = pg_settings.model_copy(
-        update={"notify_webhook_url": url, "smtp_host": "127.0.0.1", "smtp_port": port}
+    settings = load_shop_settings(
+        {
+            **pg_settings.model_dump(),
+            "notify_webhook_url": url,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+        }
     )
     channels = channels_from(settings)
     applied, records = notifications_for(settings, channels)
@@ -178,7 +187,7 @@ def test_notifications_are_posted_to_the_webhook_and_mailed_once(
     )
     applied.apply(event("OrderPlaced", order, 1, T0, customer_id=str(ann), lines=[]))
     applied.apply(event("OrderConfirmed", order, 3, T0))
-    delivery = Delivery(settings, records, channels)
+    delivery = Delivery(records, channels)
 
     sent = delivery.run_once()
     again = delivery.run_once()
@@ -197,14 +206,16 @@ def test_a_failed_delivery_is_recorded_with_the_reason_and_not_repeated(
 ) -> None:
     url, hook = webhook
     hook.status = 500
-    settings = pg_settings.model_copy(update={"notify_webhook_url": url})
+    settings = load_shop_settings(
+        {**pg_settings.model_dump(), "notify_webhook_url": url}
+    )
     channels = channels_from(settings)
     applied, records = notifications_for(settings, channels)
     event = Events()
     ann, order = uuid4(), uuid4()
     applied.apply(event("OrderPlaced", order, 1, T0, customer_id=str(ann), lines=[]))
     applied.apply(event("OrderCancelled", order, 2, T0, reason="no stock"))
-    delivery = Delivery(settings, records, channels)
+    delivery = Delivery(records, channels)
 
     assert (delivery.run_once(), delivery.run_once()) == (1, 0)
 
@@ -219,8 +230,9 @@ def test_a_failed_delivery_is_recorded_with_the_reason_and_not_repeated(
 
 @pytest.fixture
 def analytics(pg_settings: Settings) -> tuple[EventConsumer, AnalyticsRecords]:
-    records = AnalyticsRecords(pg_settings, pg_settings.postgres_schema)
-    return consumer(pg_settings, "analytics", analytics_handlers(records)), records
+    records = AnalyticsRecords(open_records(pg_settings, "analytics"))
+    handlers = analytics_handlers(records)
+    return consumer(pg_settings, "analytics", handlers, records.store), records
 
 
 def lines(*items: tuple[UUID, int, int]) -> list[dict[str, Any]]:

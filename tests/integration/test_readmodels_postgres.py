@@ -8,7 +8,7 @@ import pytest
 
 from ordersys.readmodels import PostgresReadModelStore, ReadModelStore
 from ordersys.settings import Settings
-from tests.contracts.readmodels import ReadModelStoreContract
+from ordersys.testing.contracts.readmodels import ReadModelStoreContract
 
 
 class TestPostgresReadModelStore(ReadModelStoreContract):

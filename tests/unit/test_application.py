@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import RecordConflictError, StoredEvent
 
 from ordersys import Aggregate, Application, Conflict, InvalidInput, NotFound, event
+from ordersys.errors import StorageTaken
 from ordersys.settings import Settings, load_settings
 from tests.unit.accounts import Account, Bank
 
@@ -61,6 +64,38 @@ def test_two_writers_of_one_version_the_second_gets_conflict(
         bank.write(second)
 
     assert bank.get(Account, account.id).balance == 1
+
+
+def test_the_inherited_save_of_a_stale_version_raises_conflict(
+    memory_settings: Settings,
+) -> None:
+    bank = Bank(memory_settings)
+    account = Account("ann", Decimal(0))
+    bank.save(account)
+    first, second = bank.get(Account, account.id), bank.get(Account, account.id)
+    first.deposit(Decimal(1))
+    second.deposit(Decimal(2))
+    bank.save(first)
+
+    with pytest.raises(Conflict) as raised:
+        bank.save(second)
+
+    assert raised.value.details == {"aggregate_id": str(account.id)}
+    # Code written for eventsourcing's save still catches it.
+    assert isinstance(raised.value, RecordConflictError)
+
+
+def test_the_repository_raises_not_found_for_an_unknown_id(
+    memory_settings: Settings,
+) -> None:
+    bank = Bank(memory_settings)
+    unknown = uuid4()
+
+    with pytest.raises(NotFound, match=str(unknown)) as raised:
+        bank.repository.get(unknown)
+
+    assert isinstance(raised.value, AggregateNotFoundError)
+    assert unknown not in bank.repository
 
 
 def test_snapshot_intervals_come_from_settings_by_aggregate_name() -> None:
@@ -136,3 +171,61 @@ def test_events_written_by_the_old_class_are_read_through_the_upcaster(
     tag = tags.get(Tag, tag_id)
 
     assert (tag.name, tag.colour) == ("urgent", "grey")
+
+
+def another_bank() -> type[Application]:
+    """A user's own ``Bank``: another class of the same name."""
+
+    class Bank(Application):
+        aggregate_types = (Account,)
+
+    return Bank
+
+
+def test_a_class_that_opens_storage_another_class_owns_is_refused(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        {"persistence": "sqlite", "sqlite_path": str(tmp_path / "events.db")}
+    )
+    owner = Bank(settings)
+    owner.write(Account("ann", Decimal(0)))
+
+    with pytest.raises(StorageTaken) as raised:
+        another_bank()(settings)
+
+    message = str(raised.value)
+    assert "tests.unit.accounts.Bank" in message
+    assert "another_bank.<locals>.Bank" in message
+    assert "ORDERSYS_SQLITE_PATH" in message
+    assert "name" in message
+    assert Bank(settings).head_position() == 1
+
+
+def test_the_owner_reopens_its_storage(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"persistence": "sqlite", "sqlite_path": str(tmp_path / "events.db")}
+    )
+    account = Account("ann", Decimal(0))
+    Bank(settings).write(account)
+
+    again = Bank(settings)
+
+    assert again.get(Account, account.id).owner == "ann"
+
+
+def test_a_class_named_apart_gets_tables_of_its_own_in_the_same_file(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        {"persistence": "sqlite", "sqlite_path": str(tmp_path / "events.db")}
+    )
+    Bank(settings).write(Account("ann", Decimal(0)))
+
+    class Bank2(another_bank()):  # type: ignore[misc,valid-type]
+        name = "OtherBank"
+
+    other = Bank2(settings)
+    other.write(Account("bob", Decimal(0)))
+
+    assert (Bank(settings).head_position(), other.head_position()) == (1, 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ordersys.cache import MemoryCache, ReadModelCache
-from tests.contracts.cache import ReadModelCacheContract
+from ordersys.testing.contracts.cache import ReadModelCacheContract
 
 
 class TestMemoryCache(ReadModelCacheContract):

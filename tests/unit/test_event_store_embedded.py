@@ -8,7 +8,7 @@ import pytest
 
 from ordersys import load_settings
 from ordersys.settings import Settings
-from tests.contracts.event_store import EventStoreContract
+from ordersys.testing.contracts.event_store import EventStoreContract
 
 
 class TestInMemory(EventStoreContract):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ordersys.readmodels import MemoryReadModelStore, ReadModelStore
-from tests.contracts.readmodels import ReadModelStoreContract
+from ordersys.testing.contracts.readmodels import ReadModelStoreContract
 
 
 class TestMemoryReadModelStore(ReadModelStoreContract):

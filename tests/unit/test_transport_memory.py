@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ordersys.testing.contracts.transport import TransportContract
 from ordersys.transport import Transport, topic_matches
 from ordersys.transport.memory import MemoryTransport
-from tests.contracts.transport import TransportContract
 
 
 class TestMemoryTransport(TransportContract):

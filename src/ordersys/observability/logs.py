@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,39 +57,73 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+_COLORS = {
+    "DEBUG": "\x1b[2m",
+    "INFO": "\x1b[32m",
+    "WARNING": "\x1b[33m",
+    "ERROR": "\x1b[1;31m",
+    "CRITICAL": "\x1b[1;31m",
+}
+_DIM = "\x1b[2m"
+_RESET = "\x1b[0m"
+
+
 class ConsoleFormatter(logging.Formatter):
-    """A readable line for people: time, level, logger, message, then context."""
+    """A readable line for people: time, level, logger, message, then context;
+    with ``color``, the level in its colour and the rest dimmed."""
+
+    def __init__(self, *, color: bool = False) -> None:
+        super().__init__()
+        self.color = color
+
+    def _paint(self, code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if self.color else text
 
     def format(self, record: logging.LogRecord) -> str:
         context = " ".join(
             f"{k}={v}" for k, v in getattr(record, "context", {}).items()
         )
+        time = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
+        level = self._paint(_COLORS.get(record.levelname, ""), f"{record.levelname:<7}")
         line = (
-            f"{datetime.fromtimestamp(record.created).strftime('%H:%M:%S.%f')[:-3]} "
-            f"{record.levelname:<7} {record.name}: {record.getMessage()}"
+            f"{self._paint(_DIM, time)} {level} "
+            f"{self._paint(_DIM, record.name + ':')} {record.getMessage()}"
         )
         if context:
-            line += f"  [{context}]"
+            line += self._paint(_DIM, f"  [{context}]")
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
 
 
+def wants_color(stream: TextIO) -> bool:
+    """Colour on a terminal, unless ``NO_COLOR`` is set; ``FORCE_COLOR`` asks for
+    it through a pipe (a launcher passing a terminal's lines on)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or stream.isatty()
+
+
 def configure_logging(
     level: str = "INFO",
+    log_format: str = "auto",
     *,
-    json_lines: bool | None = None,
     stream: TextIO | None = None,
     service: str | None = None,
 ) -> None:
-    """Send ordersys' logs to ``stream`` (stderr): JSON lines unless the stream
-    is a terminal, where people read them; every line names ``service``."""
+    """Send ordersys' logs to ``stream`` (stderr), every line naming ``service``:
+    ``json`` lines, ``console`` lines for people, or ``auto``: console lines on
+    a terminal, JSON lines when the output goes to a file or a program."""
     stream = stream or sys.stderr
-    if json_lines is None:
-        json_lines = not stream.isatty()
+    if log_format == "auto":
+        log_format = "console" if stream.isatty() else "json"
     handler = logging.StreamHandler(stream)
     handler.addFilter(_ContextFilter(service))
-    handler.setFormatter(JsonFormatter() if json_lines else ConsoleFormatter())
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format == "json"
+        else ConsoleFormatter(color=wants_color(stream))
+    )
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)

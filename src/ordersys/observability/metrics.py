@@ -8,11 +8,16 @@
   Prometheus scrapes, so the figures are never stale;
 * :class:`ServiceCollector` reports what a service's applications, relays,
   consumers and process managers are doing (events appended, relay lag,
-  queue and dead-letter depth, sagas by status, overdue deadlines), also read
-  at scrape time; :func:`service_registry` puts it all in one registry with
-  the process's own figures;
+  queue and dead-letter depth, sagas by status, overdue deadlines, which
+  server a worker waits for: ``ordersys_worker_waiting{worker, server}``
+  and ``ordersys_worker_outages_total``), also read at scrape time;
+  :func:`service_registry` puts it all in one registry with the process's
+  own figures;
 * :func:`serve_metrics` exposes a registry at ``http://<host>:<port>/metrics``
   for processes that have no HTTP server of their own.
+
+It needs prometheus-client (the ``[observability]`` extra); importing it
+without raises :class:`~ordersys.extras.MissingExtra`.
 """
 
 from __future__ import annotations
@@ -21,28 +26,29 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import (
-    GC_COLLECTOR,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import start_http_server
-from prometheus_client.registry import Collector
-
 from ordersys.application import Application
 from ordersys.bus import Next
 from ordersys.commands import Command
+from ordersys.extras import loaded_class, needs
 from ordersys.messages import Message
-from ordersys.messaging.consumer import EventConsumer
-from ordersys.messaging.relay import Relay
 from ordersys.middleware import timing_middleware
+from ordersys.outages import Outages
 from ordersys.processes import ProcessRunner
 from ordersys.projections import ProjectionRunner
+
+with needs("observability", "Measuring with Prometheus"):
+    from prometheus_client import (
+        GC_COLLECTOR,
+        PLATFORM_COLLECTOR,
+        PROCESS_COLLECTOR,
+        REGISTRY,
+        CollectorRegistry,
+        Counter,
+        Histogram,
+    )
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.exposition import start_http_server
+    from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -120,6 +126,12 @@ class ServiceCollector(Collector):
     def _of(self, kind: type[Any]) -> list[Any]:
         return [w for w in self.workers if isinstance(w, kind)]
 
+    def _of_adapter(self, module: str, name: str) -> list[Any]:
+        """The workers of class ``module.name``, without importing it: relays
+        and consumers need the rabbitmq and postgres extras."""
+        kind = loaded_class(module, name)
+        return self._of(kind) if kind is not None else []
+
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         yield from ProjectionCollector(self._of(ProjectionRunner)).collect()
         appended = CounterMetricFamily(
@@ -133,6 +145,7 @@ class ServiceCollector(Collector):
         yield from self._relays()
         yield from self._consumers()
         yield from self._sagas()
+        yield from self._outages()
 
     def _relays(self) -> Iterator[GaugeMetricFamily]:
         lag = GaugeMetricFamily(
@@ -145,7 +158,7 @@ class ServiceCollector(Collector):
             "Position up to which the broker confirmed every event.",
             labels=["relay"],
         )
-        for relay in self._of(Relay):
+        for relay in self._of_adapter("ordersys.messaging.relay", "Relay"):
             at = relay.position()
             position.add_metric([relay.name], at)
             lag.add_metric([relay.name], max(relay.app.head_position() - at, 0))
@@ -168,7 +181,8 @@ class ServiceCollector(Collector):
             "Messages a consumer took, by outcome.",
             labels=["queue", "outcome"],
         )
-        for consumer in self._of(EventConsumer):
+        consumers = self._of_adapter("ordersys.messaging.consumer", "EventConsumer")
+        for consumer in consumers:
             for outcome, n in sorted(consumer.outcomes.items()):
                 handled.add_metric([consumer.name, outcome], n)
             try:
@@ -180,6 +194,28 @@ class ServiceCollector(Collector):
         yield waiting
         yield dead
         yield handled
+
+    def _outages(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        waiting = GaugeMetricFamily(
+            "ordersys_worker_waiting",
+            "1 while a worker waits for a server it cannot reach, else 0.",
+            labels=["worker", "server"],
+        )
+        outages = CounterMetricFamily(
+            "ordersys_worker_outages",
+            "Outages of a server that a worker has waited out (or is waiting out).",
+            labels=["worker", "server"],
+        )
+        for worker in self.workers:
+            seen = getattr(worker, "outages", None)
+            if not isinstance(seen, Outages):
+                continue
+            for server in seen.servers():
+                labels = [seen.worker, server]
+                waiting.add_metric(labels, int(server in seen.down))
+                outages.add_metric(labels, seen.outages[server])
+        yield waiting
+        yield outages
 
     def _sagas(self) -> Iterator[GaugeMetricFamily]:
         sagas = GaugeMetricFamily(
@@ -237,10 +273,11 @@ class MetricsServer:
 
 
 def serve_metrics(
-    port: int, host: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY
+    port: int, host: str = "127.0.0.1", registry: CollectorRegistry | None = None
 ) -> MetricsServer:
-    """Serve ``registry`` at ``http://host:port/metrics`` (port 0: any free port)."""
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    """Serve ``registry`` (by default the process's global one) at
+    ``http://host:port/metrics`` (port 0: any free port)."""
+    server, thread = start_http_server(port, addr=host, registry=registry or REGISTRY)
 
     def stop() -> None:
         server.shutdown()

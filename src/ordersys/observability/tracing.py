@@ -10,29 +10,65 @@ process configures the SDK (:func:`configure_tracing`, called by
   context (``trace_context``, beside the event's own fields), so the relay, the
   consumers and the process managers that meet the event later, in another
   process and maybe after a restart, continue the same trace.
+
+The API is imported on first use, and only if it is installed (the
+``[observability]`` extra): without it nothing is traced, and events carry no
+trace context.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+import enum
+import functools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context, propagate, trace
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.util.types import Attributes
+from ordersys.extras import needs
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from opentelemetry.trace import Span, Tracer
 
 TRACE_FIELD = "trace_context"
 """The attribute of a stored event that carries the span context it was written in."""
 
-tracer = trace.get_tracer("ordersys")
+
+class SpanKind(enum.Enum):
+    """What a span stands for: OpenTelemetry's span kinds, by name."""
+
+    INTERNAL = enum.auto()
+    SERVER = enum.auto()
+    CLIENT = enum.auto()
+    PRODUCER = enum.auto()
+    CONSUMER = enum.auto()
+
+
+@dataclass(frozen=True)
+class _Api:
+    trace: ModuleType
+    propagate: ModuleType
+    tracer: Tracer
+
+
+@functools.cache
+def _api() -> _Api | None:
+    """OpenTelemetry's API, or None if it is not installed."""
+    try:
+        from opentelemetry import propagate, trace
+    except ModuleNotFoundError:
+        return None
+    return _Api(trace, propagate, trace.get_tracer("ordersys"))
 
 
 def current_carrier() -> dict[str, str]:
     """The current span context as headers (empty outside a recording span)."""
+    api = _api()
     carrier: dict[str, str] = {}
-    if trace.get_current_span().get_span_context().is_valid:
-        propagate.inject(carrier)
+    if api is not None and api.trace.get_current_span().get_span_context().is_valid:
+        api.propagate.inject(carrier)
     return carrier
 
 
@@ -46,24 +82,34 @@ def span(
     name: str,
     carrier: Mapping[str, Any] | None = None,
     *,
-    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    kind: SpanKind = SpanKind.INTERNAL,
     **attributes: str | int,
-) -> Iterator[trace.Span]:
+) -> Iterator[Span | None]:
     """A span named ``name``, child of the context in ``carrier`` if it has
-    one (else of the current span), current while the block runs."""
+    one (else of the current span), current while the block runs; None
+    without OpenTelemetry."""
+    api = _api()
+    if api is None:
+        yield None
+        return
     parent = None
     if carrier and "traceparent" in carrier:
-        parent = propagate.extract({k: str(v) for k, v in carrier.items()})
-    with tracer.start_as_current_span(
-        name, context=parent, kind=kind, attributes=attributes
+        parent = api.propagate.extract({k: str(v) for k, v in carrier.items()})
+    with api.tracer.start_as_current_span(
+        name,
+        context=parent,
+        kind=api.trace.SpanKind[kind.name],
+        attributes=attributes,
     ) as current:
         yield current
 
 
-def trace_fields(current: trace.Span) -> dict[str, str]:
+def trace_fields(current: Span | None) -> dict[str, str]:
     """``{"trace_id": ...}`` for log lines, if ``current`` is a real span."""
-    context = current.get_span_context()
-    return {"trace_id": format(context.trace_id, "032x")} if context.is_valid else {}
+    context = current.get_span_context() if current is not None else None
+    if context is None or not context.is_valid:
+        return {}
+    return {"trace_id": format(context.trace_id, "032x")}
 
 
 def stamp(domain_events: Any, carrier: dict[str, str] | None = None) -> None:
@@ -88,53 +134,17 @@ def configure_tracing(
     service: str, endpoint: str, *, schedule_delay_ms: int = 1000
 ) -> None:
     """Export this process's spans as ``service`` to the OTLP/HTTP ``endpoint``
-    (e.g. ``http://jaeger:4318``), and trace psycopg and redis calls too."""
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased
-
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": service}),
-        sampler=ParentBased(root=_NoOrphanQueries()),
-    )
-    exporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
-    provider.add_span_processor(
-        BatchSpanProcessor(exporter, schedule_delay_millis=schedule_delay_ms)
-    )
-    trace.set_tracer_provider(provider)
-    PsycopgInstrumentor().instrument(skip_dep_check=True)
-    RedisInstrumentor().instrument()
-
-
-class _NoOrphanQueries(Sampler):
-    """Keeps every span but a database or cache call outside any trace: the
-    polls of background loops would otherwise make a trace each, many a second."""
-
-    def should_sample(
-        self,
-        parent_context: context.Context | None,  # noqa: ARG002 (the interface's)
-        trace_id: int,  # noqa: ARG002 (the interface's)
-        name: str,  # noqa: ARG002 (the interface's)
-        kind: trace.SpanKind | None = None,  # noqa: ARG002 (the interface's)
-        attributes: Attributes = None,
-        links: Sequence[trace.Link] | None = None,  # noqa: ARG002 (the interface's)
-        trace_state: trace.TraceState | None = None,  # noqa: ARG002 (the interface's)
-    ) -> SamplingResult:
-        orphan_query = bool(attributes) and "db.system" in (attributes or {})
-        decision = Decision.DROP if orphan_query else Decision.RECORD_AND_SAMPLE
-        return SamplingResult(decision, attributes)
-
-    def get_description(self) -> str:
-        return "NoOrphanQueries"
+    (e.g. ``http://jaeger:4318``), and trace psycopg and redis calls too;
+    :class:`~ordersys.extras.MissingExtra` without the observability extra."""
+    with needs("observability", "Exporting traces (ORDERSYS_OTLP_ENDPOINT)"):
+        from ordersys.observability.otlp import export_spans
+    export_spans(service, endpoint, schedule_delay_ms=schedule_delay_ms)
 
 
 def shutdown_tracing() -> None:
     """Flush and stop the exporter (at the end of ``ordersys run``)."""
-    provider = trace.get_tracer_provider()
+    api = _api()
+    provider = api.trace.get_tracer_provider() if api is not None else None
     shutdown = getattr(provider, "shutdown", None)
     if callable(shutdown):
         shutdown()

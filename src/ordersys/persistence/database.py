@@ -1,4 +1,8 @@
-"""Connecting to PostgreSQL, and creating the database and schemas ordersys uses."""
+"""Connecting to PostgreSQL, and creating the database and schemas ordersys uses.
+
+psycopg (the ``[postgres]`` extra) is imported by the functions that connect,
+so that schema names are at hand without it (SQLite uses them too).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,15 @@ import contextlib
 import re
 import zlib
 from collections.abc import Iterator
-from typing import Any
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from ordersys.errors import InfrastructureUnavailable
+from ordersys.extras import needs
+from ordersys.persistence.owners import OWNERS_TABLE
 from ordersys.settings import Settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -30,7 +36,9 @@ def connect(
     settings: Settings, dbname: str | None = None, **kwargs: Any
 ) -> psycopg.Connection[Any]:
     """Open a connection, or raise :class:`InfrastructureUnavailable` naming the
-    server and its address."""
+    server and its address; :class:`~ordersys.extras.MissingExtra` without psycopg."""
+    with needs("postgres", "PostgreSQL persistence"):
+        import psycopg
     try:
         return psycopg.connect(
             host=settings.postgres_host,
@@ -48,6 +56,23 @@ def connect(
         ) from None
 
 
+def _already_exists() -> tuple[type[Exception], ...]:
+    """What a ``CREATE`` raises when a concurrent creator won the race: the
+    ``Duplicate*`` errors, or, when both passed the existence check before
+    either committed, a unique violation on a catalog index
+    (``pg_database_datname_index``, ``pg_namespace_nspname_index``,
+    ``pg_type_typname_nsp_index``)."""
+    from psycopg import errors
+
+    return (
+        errors.DuplicateDatabase,
+        errors.DuplicateSchema,
+        errors.DuplicateObject,
+        errors.DuplicateTable,
+        errors.UniqueViolation,
+    )
+
+
 def ensure_database(settings: Settings) -> None:
     """Create the configured database if it does not exist yet."""
     try:
@@ -56,9 +81,11 @@ def ensure_database(settings: Settings) -> None:
     except InfrastructureUnavailable as e:
         if "does not exist" not in e.reason:
             raise
+    from psycopg import sql
+
     with (
         connect(settings, dbname="postgres", autocommit=True) as conn,
-        contextlib.suppress(psycopg.errors.DuplicateDatabase),
+        contextlib.suppress(*_already_exists()),
     ):
         conn.execute(
             sql.SQL("CREATE DATABASE {}").format(
@@ -70,10 +97,11 @@ def ensure_database(settings: Settings) -> None:
 def ensure_schema(settings: Settings, schema: str) -> None:
     """Create the database and ``schema`` in it if they do not exist yet."""
     ensure_database(settings)
-    # A concurrent creator may win the race between the check and the insert.
+    from psycopg import sql
+
     with (
         connect(settings, autocommit=True) as conn,
-        contextlib.suppress(psycopg.errors.UniqueViolation),
+        contextlib.suppress(*_already_exists()),
     ):
         conn.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
@@ -96,3 +124,30 @@ def creating_tables(settings: Settings, schema: str) -> Iterator[None]:
             yield
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def claim_tables(settings: Settings, schema: str, name: str, owner: str) -> str:
+    """Record ``owner`` (an application's qualified class name) as the owner of
+    the tables named ``name`` in ``schema``, unless one is recorded already;
+    return the owner recorded. Call it under :func:`creating_tables`."""
+    from psycopg import sql
+
+    table = sql.Identifier(schema, OWNERS_TABLE)
+    with connect(settings, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} "
+                "(name text PRIMARY KEY, owner text NOT NULL)"
+            ).format(table)
+        )
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (name) DO NOTHING"
+            ).format(table),
+            (name, owner),
+        )
+        row = conn.execute(
+            sql.SQL("SELECT owner FROM {} WHERE name = %s").format(table), (name,)
+        ).fetchone()
+    assert row is not None  # inserted above, or there before
+    return str(row[0])

@@ -14,9 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from eventsourcing.persistence import Tracking
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg import sql
 
+from ordersys.extras import needs
 from ordersys.persistence.database import creating_tables, ensure_schema, schema_name
 from ordersys.readmodels.store import (
     Change,
@@ -26,6 +25,10 @@ from ordersys.readmodels.store import (
     Stored,
 )
 from ordersys.settings import Settings
+
+with needs("postgres", "PostgresReadModelStore"):
+    from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+    from psycopg import sql
 
 REGISTRY = "ordersys_read_models"
 

@@ -158,12 +158,17 @@ class ReadModelStore(ABC):
 
 
 def open_store(settings: Settings, projection: str) -> ReadModelStore:
-    """The store for ``projection`` that ``settings`` select: PostgreSQL, or
-    memory in the embedded mode (both ``memory`` and ``sqlite`` persistence)."""
+    """The store for ``projection`` that ``settings`` select: PostgreSQL; in
+    the embedded mode SQLite files, or memory when the events are in memory."""
     if settings.persistence == "postgres":
         from ordersys.readmodels.postgres import PostgresReadModelStore
 
         return PostgresReadModelStore(settings, projection)
+    if settings.persistence == "sqlite" and settings.sqlite_path != ":memory:":
+        from ordersys.persistence.sqlite import sqlite_file
+        from ordersys.readmodels.sqlite import SQLiteReadModelStore
+
+        return SQLiteReadModelStore(sqlite_file(settings, projection), projection)
     from ordersys.readmodels.memory import MemoryReadModelStore
 
     return MemoryReadModelStore(projection)

@@ -21,13 +21,12 @@ from __future__ import annotations
 import logging
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.trace import SpanKind
 from pydantic_core import to_jsonable_python
 
 from ordersys.bus import MessageBus
@@ -38,6 +37,7 @@ from ordersys.errors import (
 )
 from ordersys.observability.logs import log_context
 from ordersys.observability.tracing import (
+    SpanKind,
     current_carrier,
     span,
     trace_fields,
@@ -155,8 +155,32 @@ def _words_match(pattern: list[str], words: list[str]) -> bool:
     return _words_match(pattern[1:], words[1:])
 
 
+@dataclass(frozen=True)
+class Broker:
+    """The AMQP broker a transport's events go through, and the topic exchange
+    they are published to there."""
+
+    url: str
+    events_exchange: str
+
+
 class Transport(ABC):
     """The bus-transport port."""
+
+    address: str = "this process"
+    """Where the transport reaches services, as an error may show it."""
+
+    def is_served(self, service: str) -> bool:  # noqa: ARG002 (the interface's)
+        """Whether anything answers ``service``'s requests now, asked without
+        a request (so without waiting for a reply). The default, for a
+        transport that cannot tell, says yes: a caller then waits as usual."""
+        return True
+
+    def broker(self) -> Broker | None:
+        """The broker a relay should publish this transport's events to itself,
+        with publisher confirms; None (the default, a transport in this
+        process) when it publishes through :meth:`publish`."""
+        return None
 
     @abstractmethod
     def call(self, service: str, envelope: Envelope, timeout: float) -> Any:
@@ -183,11 +207,21 @@ class Transport(ABC):
         """Stop consuming and release connections."""
 
 
+def ping_type(service: str) -> str:
+    """The cheap request every served service answers (no handler, no
+    database): a caller that gets its reply in time knows it is answering."""
+    return f"{service}.ping"
+
+
 def serve_bus(transport: Transport, service: str, *buses: MessageBus[Any]) -> None:
     """Answer ``service``'s requests by dispatching each on the bus that handles it
-    (typically its command bus and its query bus)."""
+    (typically its command bus and its query bus). It also answers
+    :func:`ping_type` itself, at once, whatever the buses handle."""
+    ping = ping_type(service)
 
     def handle(envelope: Envelope) -> Any:
+        if envelope.message_type == ping:
+            return {"service": service}
         for bus in buses:
             message_class = bus.message_types.get(envelope.message_type)
             if message_class is not None:
@@ -200,25 +234,30 @@ def serve_bus(transport: Transport, service: str, *buses: MessageBus[Any]) -> No
     transport.serve(service, handle)
 
 
+def route(message_type: str, routes: Mapping[str, str]) -> str:
+    """The service that handles ``message_type``: the one ``routes`` names for
+    the first word of the type (``product.reserveInventory`` →
+    ``routes["product"]``), else the service named by that word itself."""
+    word = message_type.split(".", 1)[0]
+    return routes.get(word, word)
+
+
 class RpcSender:
     """A :class:`~ordersys.processes.CommandSender` over a transport. A command
-    goes to the service that ``routes`` names for the first word of its type
-    (``product.reserveInventory`` → ``routes["product"]``), or to the service
-    named by that word itself."""
+    goes to the service :func:`route` finds for it in ``routes``."""
 
     def __init__(
         self,
         transport: Transport,
         timeout: float = 5.0,
-        routes: dict[str, str] | None = None,
+        routes: Mapping[str, str] | None = None,
     ) -> None:
         self.transport = transport
         self.timeout = timeout
         self.routes = dict(routes or {})
 
     def service_for(self, message_type: str) -> str:
-        word = message_type.split(".", 1)[0]
-        return self.routes.get(word, word)
+        return route(message_type, self.routes)
 
     def send(
         self, command_type: str, payload: dict[str, Any], command_id: uuid.UUID

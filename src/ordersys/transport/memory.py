@@ -45,6 +45,9 @@ class MemoryTransport(Transport):
     def serve(self, service: str, handler: RequestHandler) -> None:
         self._services[service] = handler
 
+    def is_served(self, service: str) -> bool:
+        return service in self._services
+
     def publish(self, routing_key: str, envelope: Envelope) -> None:
         with self._lock:
             queues = list(self._queues.items())

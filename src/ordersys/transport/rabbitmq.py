@@ -2,7 +2,9 @@
 
 A direct exchange ``<prefix>.commands`` with a durable queue per service,
 replies by direct reply-to, and a topic exchange ``<prefix>.events`` with a
-durable queue per subscriber.
+durable queue per subscriber. A request carries its caller's deadline: a
+service that takes it up after its caller gave up drops it unanswered. Consumers
+whose broker is away wait for it (:mod:`ordersys.outages`), at start too.
 """
 
 from __future__ import annotations
@@ -16,21 +18,18 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from kombu.connection import Connection
-from kombu.entity import Exchange, Queue
-from kombu.message import Message as KombuMessage
-from kombu.messaging import Consumer, Producer
-from opentelemetry.trace import SpanKind
-
 from ordersys.errors import (
     InfrastructureUnavailable,
     OrdersysError,
     RequestTimeout,
 )
-from ordersys.observability.tracing import inject_into, span
+from ordersys.extras import needs
+from ordersys.observability.tracing import SpanKind, inject_into, span
+from ordersys.outages import Outages, server_of
 from ordersys.settings import address_of
 from ordersys.transport import (
     ERROR_HEADER,
+    Broker,
     Envelope,
     EventHandler,
     RequestHandler,
@@ -40,9 +39,17 @@ from ordersys.transport import (
     result_of,
 )
 
+with needs("rabbitmq", "KombuTransport"):
+    from kombu.connection import Connection
+    from kombu.entity import Exchange, Queue
+    from kombu.message import Message as KombuMessage
+    from kombu.messaging import Consumer, Producer
+
 logger = logging.getLogger("ordersys.transport")
 
 REPLY_TO = "amq.rabbitmq.reply-to"
+DEADLINE_HEADER = "x-ordersys-deadline"
+"""When the caller of a request stops waiting for its reply (Unix time)."""
 
 
 def _with_producer(
@@ -76,6 +83,10 @@ def _undecodable(
     callback(Undecodable(bytes(message.body), str(error)), message, producer)
 
 
+CONNECT_TIMEOUT = 5
+"""Seconds a consumer waits for the broker to accept its connection."""
+
+
 def consume_in_thread(
     url: str,
     name: str,
@@ -83,38 +94,49 @@ def consume_in_thread(
     callback: Callback,
     prefetch: int,
     stopping: threading.Event,
+    *,
+    declare: Sequence[Queue] = (),
+    outages: Outages | None = None,
 ) -> threading.Thread:
     """Consume ``queues`` in a daemon thread until ``stopping`` is set,
-    reconnecting after a lost connection; returns once consuming has begun.
-    ``callback(body, message, producer)`` acknowledges each message itself."""
-    ready = threading.Event()
+    declaring ``declare`` too (a dead-letter queue, say) on each connection.
+    ``callback(body, message, producer)`` acknowledges each message itself.
+
+    A broker that is not there yet, or goes away, is waited for (reported
+    through ``outages``) for as long as it takes. Returns once consuming has
+    begun, or once the first attempt has failed: the thread keeps trying."""
+    attempted = threading.Event()
     thread = threading.Thread(
         target=_consume_forever,
-        args=(url, queues, callback, prefetch, stopping, ready),
+        args=(url, queues, declare, callback, prefetch, stopping, attempted),
+        kwargs={"outages": outages or Outages(name)},
         name=name,
         daemon=True,
     )
     thread.start()
-    if not ready.wait(10):
-        address = address_of(url)
-        raise InfrastructureUnavailable(
-            "RabbitMQ", address, f"{name} could not start consuming"
-        )
+    attempted.wait(CONNECT_TIMEOUT * 2)
     return thread
 
 
 def _consume_forever(
     url: str,
     queues: list[Queue],
+    declare: Sequence[Queue],
     callback: Callback,
     prefetch: int,
     stopping: threading.Event,
-    ready: threading.Event,
+    attempted: threading.Event,
+    *,
+    outages: Outages,
 ) -> None:
     while not stopping.is_set():
         try:
-            with Connection(url, heartbeat=10) as connection:
+            with Connection(
+                url, heartbeat=10, connect_timeout=CONNECT_TIMEOUT
+            ) as connection:
                 channel = connection.channel()
+                for queue in declare:
+                    queue(channel).declare()
                 channel.basic_qos(0, prefetch, False)
                 producer = Producer(channel)
                 consumer = Consumer(
@@ -124,17 +146,24 @@ def _consume_forever(
                     on_decode_error=partial(_undecodable, callback, producer),
                 )
                 with consumer:
-                    ready.set()
+                    outages.over("RabbitMQ")
+                    attempted.set()
                     while not stopping.is_set():
                         try:
                             connection.drain_events(timeout=0.5)
                         except TimeoutError:
                             connection.heartbeat_check()
         except Exception as e:
+            attempted.set()
             if stopping.is_set():
                 return
-            logger.warning("consumer lost its connection (%s); reconnecting", e)
-            stopping.wait(1.0)
+            if server_of(e) == "RabbitMQ":
+                reason = str(e) or repr(e)
+                lost = InfrastructureUnavailable("RabbitMQ", address_of(url), reason)
+                outages.wait(lost, stopping)
+            else:
+                logger.exception("%s failed; consuming again", outages.worker)
+                stopping.wait(1.0)
 
 
 class _ReplyChannel:
@@ -194,6 +223,9 @@ class KombuTransport(Transport):
             "RabbitMQ", self.address, str(error) or repr(error)
         )
 
+    def broker(self) -> Broker:
+        return Broker(self.url, self.events.name)
+
     def service_queue(self, service: str) -> Queue:
         """A service's request queue; what it cannot take goes to its DLQ."""
         name = f"{self.prefix}.{service}.commands"
@@ -207,6 +239,18 @@ class KombuTransport(Transport):
                 "x-dead-letter-routing-key": name,
             },
         )
+
+    def is_served(self, service: str) -> bool:
+        """Whether the service's request queue has a consumer (told apart from
+        a slow service by the broker, in milliseconds)."""
+        try:
+            with Connection(self.url, connect_timeout=2) as connection:
+                channel = connection.channel()
+                queue = self.service_queue(service).name
+                _, _, consumers = channel.queue_declare(queue, passive=True)
+        except Exception:
+            return False  # no queue (the service never ran), or no broker
+        return bool(consumers)
 
     def service_dlq(self, service: str) -> Queue:
         name = f"{self.prefix}.{service}.commands"
@@ -248,9 +292,10 @@ class KombuTransport(Transport):
                 declare=[self.service_queue(service)],
                 reply_to=REPLY_TO,
                 correlation_id=correlation_id,
-                headers=envelope.headers,
+                # A deadline, not a TTL: the queue would dead-letter an
+                # expired request, and a service that was away is no poison.
+                headers={**envelope.headers, DEADLINE_HEADER: time.time() + timeout},
                 serializer="json",
-                expiration=timeout,
                 delivery_mode=1,
             )
             deadline = time.monotonic() + timeout
@@ -278,9 +323,6 @@ class KombuTransport(Transport):
         return result_of(reply_channel.replies.pop(correlation_id))
 
     def serve(self, service: str, handler: RequestHandler) -> None:
-        with Connection(self.url, connect_timeout=5) as connection:
-            self.service_dlq(service)(connection.default_channel).declare()
-
         def on_request(body: Any, message: KombuMessage, producer: Producer) -> None:
             try:
                 envelope = Envelope(
@@ -301,6 +343,9 @@ class KombuTransport(Transport):
                 )
                 message.ack()
                 return
+            if float(envelope.headers.get(DEADLINE_HEADER, "inf")) < time.time():
+                message.ack()  # its caller gave up: carrying it out helps no one
+                return
             reply = reply_from(handler, envelope)
             reply_to = message.properties.get("reply_to")
             if reply_to:
@@ -313,7 +358,12 @@ class KombuTransport(Transport):
                 )
             message.ack()
 
-        self._consume(f"serve-{service}", [self.service_queue(service)], on_request)
+        self._consume(
+            f"serve-{service}",
+            [self.service_queue(service)],
+            on_request,
+            declare=[self.service_dlq(service)],
+        )
 
     def publish(self, routing_key: str, envelope: Envelope) -> None:
         with self._publisher_lock:
@@ -371,10 +421,17 @@ class KombuTransport(Transport):
         name: str,
         queues: list[Queue],
         callback: Callable[[Any, KombuMessage, Producer], None],
+        declare: Sequence[Queue] = (),
     ) -> None:
         self._threads.append(
             consume_in_thread(
-                self.url, name, queues, callback, self.prefetch, self._stopping
+                self.url,
+                name,
+                queues,
+                callback,
+                self.prefetch,
+                self._stopping,
+                declare=declare,
             )
         )
 

@@ -19,10 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ordersys.shop
-from ordersys import HandlerNotFound, InvalidInput, OrdersysError, load_settings
+from ordersys import HandlerNotFound, InvalidInput, OrdersysError
 from ordersys.messages import Message
 from ordersys.service import Service
 from ordersys.shop.services import SERVICES
+from ordersys.shop.settings import load_shop_settings
 from ordersys.transport import Envelope
 from ordersys.transport.memory import MemoryTransport
 
@@ -100,7 +101,7 @@ def parsed_or_refused(message: type[Message], payload: Any) -> Message | Invalid
 @pytest.fixture(scope="module")
 def embedded() -> Iterator[tuple[MemoryTransport, list[Service]]]:
     """The services that need no server, wired in this process."""
-    memory = load_settings({"persistence": "memory"})
+    memory = load_shop_settings({"persistence": "memory"})
     transport = MemoryTransport()
     services = [
         SERVICES[name](memory, transport)

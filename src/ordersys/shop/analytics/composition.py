@@ -3,26 +3,27 @@ figures it keeps."""
 
 from __future__ import annotations
 
-from ordersys.messaging.consumer import EventConsumer
+from ordersys.messaging.inprocess import consumer_for
+from ordersys.readmodels.records import open_records
 from ordersys.service import Service
-from ordersys.settings import Settings
-from ordersys.shop.analytics.records import Records
+from ordersys.shop.analytics.records import OrderRecords
 from ordersys.shop.analytics.service import handlers, register_queries
 from ordersys.shop.contracts import ORDER_EVENTS, by_name
+from ordersys.shop.settings import ShopSettings
 from ordersys.transport import Transport
 
 
-def build(settings: Settings, transport: Transport) -> Service:
-    schema = settings.postgres_schema or "analytics"
-    records = Records(settings, schema)
-    consumer = EventConsumer(
+def build(settings: ShopSettings, transport: Transport) -> Service:
+    orders = OrderRecords(open_records(settings, "analytics"))
+    consumer = consumer_for(
         settings,
+        transport,
         "analytics",
-        handlers(records),
+        handlers(orders),
+        orders.store,
         patterns=["orders.*"],
         contracts=by_name(*ORDER_EVENTS),
-        schema=schema,
     )
     service = Service("analytics", settings, transport, workers=[consumer])
-    register_queries(service.queries, records)
+    register_queries(service.queries, orders)
     return service

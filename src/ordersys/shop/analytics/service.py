@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-
 from ordersys import QueryBus
-from ordersys.messaging.consumer import Handler
 from ordersys.messaging.contracts import IntegrationEvent
+from ordersys.messaging.inbox import Handler
+from ordersys.readmodels.records import Records
 from ordersys.shop.analytics.commands import GetAnalytics
-from ordersys.shop.analytics.records import Records
+from ordersys.shop.analytics.records import OrderRecords
 from ordersys.shop.contracts import (
     ORDER_EVENTS,
     OrderCancelled,
@@ -23,7 +22,7 @@ from ordersys.shop.contracts import (
 from ordersys.transport import Envelope
 
 
-def handlers(records: Records) -> dict[str, Handler]:
+def handlers(orders: OrderRecords) -> dict[str, Handler]:
     """The consumer's handler per order event."""
 
     def columns(event: IntegrationEvent) -> dict[str, Any]:
@@ -48,19 +47,19 @@ def handlers(records: Records) -> dict[str, Handler]:
         return {"status": "DELIVERED"}
 
     def change(contract: type[IntegrationEvent]) -> Handler:
-        def handle(envelope: Envelope, conn: psycopg.Connection[Any]) -> None:
+        def handle(envelope: Envelope, records: Records) -> None:
             event = contract.parse(envelope.body)
             if isinstance(event, OrderPlaced):
-                records.placed(conn, event, event.lines)
+                orders.placed(records, event, event.lines)
             else:
-                records.change(conn, event, **columns(event))
+                orders.change(records, event, **columns(event))
 
         return handle
 
     return {c.message_type: change(c) for c in ORDER_EVENTS}
 
 
-def register_queries(queries: QueryBus, records: Records) -> None:
+def register_queries(queries: QueryBus, orders: OrderRecords) -> None:
     @queries.handles(GetAnalytics)
     def get(query: GetAnalytics) -> dict[str, Any]:
-        return records.figures(top=query.top, days=query.days)
+        return orders.figures(top=query.top, days=query.days)

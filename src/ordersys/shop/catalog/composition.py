@@ -5,13 +5,13 @@ from __future__ import annotations
 from ordersys.cache import open_cache
 from ordersys.projections import ProjectionRunner, ReadModel
 from ordersys.service import Service
-from ordersys.settings import Settings
 from ordersys.shop.catalog.projections import ProductCatalog
 from ordersys.shop.catalog.service import Catalog, register_handlers, register_queries
+from ordersys.shop.settings import ShopSettings
 from ordersys.transport import Transport
 
 
-def build(settings: Settings, transport: Transport) -> Service:
+def build(settings: ShopSettings, transport: Transport) -> Service:
     catalog = Catalog(settings)
     cache = open_cache(settings)
     products = ProjectionRunner(ProductCatalog, catalog, cache=cache)

@@ -19,19 +19,22 @@ from fastapi import FastAPI
 
 from ordersys.errors import InvalidInput
 from ordersys.service import Service
-from ordersys.settings import Settings
 from ordersys.shop.gateway.app import create_app
+from ordersys.shop.settings import ShopSettings
 from ordersys.transport import Transport
 
 logger = logging.getLogger("ordersys.shop.gateway")
 
 STARTUP_SECONDS = 30.0
+GRACEFUL_SECONDS = 2
+"""How long a stopping gateway lets requests in flight finish."""
 
 
 @dataclass
 class GatewayService(Service):
     """The gateway, served by uvicorn in a thread of this process."""
 
+    settings: ShopSettings
     app: FastAPI | None = None
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
@@ -47,6 +50,9 @@ class GatewayService(Service):
             access_log=False,
             log_config=None,  # ordersys' logging, configured by the command line
             lifespan="on",
+            # Idle keep-alive connections would otherwise hold a stop up for as
+            # long as their clients keep them open.
+            timeout_graceful_shutdown=GRACEFUL_SECONDS,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -94,7 +100,7 @@ class GatewayService(Service):
         if self.server is not None:
             self.server.should_exit = True
         if self.thread is not None:
-            self.thread.join(15)
+            self.thread.join(GRACEFUL_SECONDS + 1)
         self.transport.close()
         self.started = False
 
@@ -106,7 +112,7 @@ class GatewayService(Service):
         self.stop()
 
 
-def build(settings: Settings, transport: Transport) -> Service:
+def build(settings: ShopSettings, transport: Transport) -> Service:
     """The gateway in front of the services reached over ``transport``; its
     metrics are served at ``/metrics`` on its own HTTP port."""
     service = GatewayService("gateway", settings, transport)

@@ -9,7 +9,7 @@ import urllib.request
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-from ordersys.settings import Settings
+from ordersys.shop.settings import ShopSettings
 
 
 class Channel(Protocol):
@@ -60,7 +60,7 @@ class Mail:
             smtp.send_message(mail)
 
 
-def channels_from(settings: Settings) -> list[Channel]:
+def channels_from(settings: ShopSettings) -> list[Channel]:
     channels: list[Channel] = []
     if settings.notify_webhook_url:
         channels.append(Webhook(settings.notify_webhook_url))

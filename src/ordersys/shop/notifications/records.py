@@ -1,173 +1,114 @@
-"""The notification record in PostgreSQL: who each order belongs to, the
-customers' addresses, and every notification with its delivery status.
+"""The notification records: who each order belongs to, the customers'
+addresses, and every notification with its delivery status.
 
-``UNIQUE (event_id, customer_id)`` is what makes a customer hear of an event
-at most once, whatever the broker redelivers.
+A notification is keyed by its event and its customer: that is what makes a
+customer hear of an event at most once, whatever the broker redelivers.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import psycopg
-from psycopg import sql
-from psycopg.rows import dict_row
-
-from ordersys.persistence.database import connect, creating_tables, ensure_schema
-from ordersys.settings import Settings
+from ordersys.readmodels.records import Records, RecordStore
 from ordersys.shop.notifications.messages import Text
 
-TABLES = """
-CREATE TABLE IF NOT EXISTS {customers} (
-    customer_id uuid PRIMARY KEY, email text NOT NULL, name text NOT NULL);
-CREATE TABLE IF NOT EXISTS {orders} (
-    order_id uuid PRIMARY KEY, customer_id uuid NOT NULL);
-CREATE TABLE IF NOT EXISTS {notifications} (
-    notification_id bigserial PRIMARY KEY,
-    event_id text NOT NULL,
-    customer_id uuid NOT NULL,
-    order_id uuid NOT NULL,
-    kind text NOT NULL,
-    subject text NOT NULL,
-    body text NOT NULL,
-    status text NOT NULL,
-    error text NOT NULL DEFAULT '',
-    created_at timestamptz NOT NULL,
-    sent_at timestamptz,
-    UNIQUE (event_id, customer_id));
-CREATE INDEX IF NOT EXISTS {by_status} ON {notifications} (status, notification_id);
-"""
-
-CLAIM = """
-UPDATE {notifications} SET status = 'sending' WHERE notification_id IN (
-    SELECT notification_id FROM {notifications} WHERE status = 'pending'
-    ORDER BY notification_id LIMIT %s FOR UPDATE SKIP LOCKED)
-RETURNING notification_id
-"""
-
-SELECT = """
-SELECT n.notification_id, n.event_id, n.customer_id::text, n.order_id::text, n.kind,
-       n.subject, n.body, n.status, n.error, n.created_at, n.sent_at, c.email
-FROM {notifications} n LEFT JOIN {customers} c USING (customer_id)
-"""
+CUSTOMERS = "customers"
+ORDERS = "orders"
+NOTIFICATIONS = "notifications"
 
 
-class Records:
-    """The notifications service's tables in ``schema``."""
+class NotificationRecords:
+    """The notifications service's documents in ``store``."""
 
-    def __init__(self, settings: Settings, schema: str) -> None:
-        self.settings = settings
-        self.names = {
-            "customers": sql.Identifier(schema, "notification_customers"),
-            "orders": sql.Identifier(schema, "notification_orders"),
-            "notifications": sql.Identifier(schema, "notifications"),
-            "by_status": sql.Identifier("notifications_by_status"),
-        }
-        ensure_schema(settings, schema)
-        with (
-            creating_tables(settings, schema),
-            connect(settings, autocommit=True) as conn,
-        ):
-            conn.execute(self._sql(TABLES))
-
-    def _sql(self, text: str) -> sql.Composed:
-        return sql.SQL(text).format(**self.names)
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
 
     def remember_order(
-        self, conn: psycopg.Connection[Any], order_id: UUID, customer_id: UUID
+        self, records: Records, order_id: UUID, customer_id: UUID
     ) -> None:
-        conn.execute(
-            self._sql("INSERT INTO {orders} VALUES (%s, %s) ON CONFLICT DO NOTHING"),
-            (order_id, customer_id),
-        )
+        if records.get(ORDERS, str(order_id)) is None:
+            records.put(ORDERS, str(order_id), {"customer_id": str(customer_id)})
 
     def remember_customer(
         self,
-        conn: psycopg.Connection[Any],
+        records: Records,
         customer_id: UUID,
         *,
         email: str | None = None,
         name: str,
     ) -> None:
-        if email is None:
-            conn.execute(
-                self._sql("UPDATE {customers} SET name = %s WHERE customer_id = %s"),
-                (name, customer_id),
-            )
-            return
-        conn.execute(
-            self._sql(
-                "INSERT INTO {customers} VALUES (%s, %s, %s) ON CONFLICT (customer_id) "
-                "DO UPDATE SET email = excluded.email, name = excluded.name"
-            ),
-            (customer_id, email, name),
-        )
+        """Keep a customer's address and name; a change of name alone changes
+        only the name of a customer known here."""
+        customer = records.get(CUSTOMERS, str(customer_id))
+        if email is not None:
+            records.put(CUSTOMERS, str(customer_id), {"email": email, "name": name})
+        elif customer is not None:
+            records.put(CUSTOMERS, str(customer_id), {**customer, "name": name})
 
-    def customer_of(self, conn: psycopg.Connection[Any], order_id: UUID) -> UUID | None:
-        row = conn.execute(
-            self._sql("SELECT customer_id FROM {orders} WHERE order_id = %s"),
-            (order_id,),
-        ).fetchone()
-        return None if row is None else UUID(str(row[0]))
+    def customer_of(self, records: Records, order_id: UUID) -> UUID | None:
+        order = records.get(ORDERS, str(order_id))
+        return None if order is None else UUID(order["customer_id"])
 
     def add(
         self,
-        conn: psycopg.Connection[Any],
+        records: Records,
         event_id: str,
         customer_id: UUID,
         order_id: UUID,
         text: Text,
         *,
         status: str,
-        at: object,
+        at: datetime,
     ) -> bool:
         """Record one notification; False if this customer has it already."""
-        inserted = conn.execute(
-            self._sql(
-                "INSERT INTO {notifications} (event_id, customer_id, order_id, kind, "
-                "subject, body, status, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-            ),
-            (
-                event_id,
-                customer_id,
-                order_id,
-                text.kind,
-                text.subject,
-                text.body,
-                status,
-                at,
-            ),
-        ).rowcount
-        return bool(inserted)
+        key = f"{event_id}|{customer_id}"
+        if records.get(NOTIFICATIONS, key) is not None:
+            return False
+        records.put(
+            NOTIFICATIONS,
+            key,
+            {
+                "notification_id": key,
+                "event_id": event_id,
+                "customer_id": str(customer_id),
+                "order_id": str(order_id),
+                "kind": text.kind,
+                "subject": text.subject,
+                "body": text.body,
+                "status": status,
+                "error": "",
+                "created_at": at.astimezone(UTC).isoformat(),
+                "sent_at": None,
+            },
+        )
+        return True
 
-    def claim(self, conn: psycopg.Connection[Any], limit: int) -> list[dict[str, Any]]:
+    def claim(self, limit: int) -> list[dict[str, Any]]:
         """Mark up to ``limit`` pending notifications as being sent, and return
         them. A crash while sending leaves them ``sending``: they are never sent
         twice (at most once), and the operator sees which ones to check."""
-        with conn.transaction():
-            claimed = conn.execute(
-                self._sql(CLAIM),
-                (limit,),
-            ).fetchall()
-        ids = [row[0] for row in claimed]
-        return (
-            self._select(conn, "WHERE n.notification_id = ANY(%s)", [ids])
-            if ids
-            else []
-        )
+        with self.store.transaction() as records:
+            claimed = records.find(NOTIFICATIONS, {"status": "pending"}, limit=limit)
+            for notification in claimed:
+                notification["status"] = "sending"
+                records.put(
+                    NOTIFICATIONS, notification["notification_id"], notification
+                )
+            return [self._addressed(records, n) for n in claimed]
 
-    def finish(
-        self, conn: psycopg.Connection[Any], notification_id: int, error: str
-    ) -> None:
-        conn.execute(
-            self._sql(
-                "UPDATE {notifications} SET status = %s, error = %s, sent_at = now() "
-                "WHERE notification_id = %s"
-            ),
-            ("failed" if error else "sent", error, notification_id),
-        )
+    def finish(self, notification_id: str, error: str) -> None:
+        with self.store.transaction() as records:
+            notification = records.get(NOTIFICATIONS, notification_id)
+            if notification is None:
+                return
+            notification.update(
+                status="failed" if error else "sent",
+                error=error,
+                sent_at=datetime.now(UTC).isoformat(),
+            )
+            records.put(NOTIFICATIONS, notification_id, notification)
 
     def find(
         self,
@@ -178,32 +119,21 @@ class Records:
         offset: int,
     ) -> tuple[list[dict[str, Any]], int]:
         """Notifications newest first, and how many match in all."""
-        clauses, params = [], []
-        for column, value in (("customer_id", customer_id), ("order_id", order_id)):
-            if value is not None:
-                clauses.append(f"n.{column} = %s")
-                params.append(value)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        with connect(self.settings) as conn:
-            rows = self._select(
-                conn,
-                f"{where} ORDER BY n.notification_id DESC LIMIT %s OFFSET %s",
-                [*params, limit, offset],
+        where = {
+            field: str(value)
+            for field, value in (("customer_id", customer_id), ("order_id", order_id))
+            if value is not None
+        }
+        with self.store.reading() as records:
+            found = records.find(
+                NOTIFICATIONS, where, descending=True, limit=limit, offset=offset
             )
-            count = conn.execute(
-                self._sql("SELECT count(*) FROM {notifications} n ") + sql.SQL(where),
-                params,
-            ).fetchone()
-        return rows, int(count[0]) if count else 0
+            total = records.count(NOTIFICATIONS, where)
+            return [self._addressed(records, n) for n in found], total
 
-    def _select(
-        self, conn: psycopg.Connection[Any], tail: str, params: list[Any]
-    ) -> list[dict[str, Any]]:
-        query = self._sql(SELECT) + sql.SQL(tail)
-        with conn.cursor(row_factory=dict_row) as cursor:
-            rows = cursor.execute(query, params).fetchall()
-        for row in rows:
-            for column in ("created_at", "sent_at"):
-                if row[column] is not None:
-                    row[column] = row[column].isoformat()
-        return rows
+    def _addressed(
+        self, records: Records, notification: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``notification`` with its customer's address, when it is known."""
+        customer = records.get(CUSTOMERS, notification["customer_id"]) or {}
+        return {**notification, "email": customer.get("email")}

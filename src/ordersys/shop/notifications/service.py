@@ -7,13 +7,10 @@ import logging
 import threading
 from typing import Any
 
-import psycopg
-
 from ordersys import QueryBus
-from ordersys.messaging.consumer import Handler
 from ordersys.messaging.contracts import IntegrationEvent
-from ordersys.persistence.database import connect
-from ordersys.settings import Settings
+from ordersys.messaging.inbox import Handler
+from ordersys.readmodels.records import Records
 from ordersys.shop.contracts import (
     OrderCancelled,
     OrderConfirmed,
@@ -25,7 +22,7 @@ from ordersys.shop.contracts import (
 from ordersys.shop.notifications.channels import Channel
 from ordersys.shop.notifications.commands import ListNotifications
 from ordersys.shop.notifications.messages import text_for
-from ordersys.shop.notifications.records import Records
+from ordersys.shop.notifications.records import NotificationRecords
 from ordersys.transport import Envelope
 
 logger = logging.getLogger("ordersys.notifications")
@@ -44,36 +41,36 @@ class UnknownOrder(LookupError):
     """A notification for an order whose placement was never received."""
 
 
-def handlers(records: Records, channels: list[Channel]) -> dict[str, Handler]:
+def handlers(known: NotificationRecords, channels: list[Channel]) -> dict[str, Handler]:
     """The consumer's handler per event type."""
     status = "pending" if channels else "recorded"
 
-    def placed(envelope: Envelope, conn: psycopg.Connection[Any]) -> None:
+    def placed(envelope: Envelope, records: Records) -> None:
         event = OrderPlaced.parse(envelope.body)
-        records.remember_order(conn, event.originator_id, event.customer_id)
+        known.remember_order(records, event.originator_id, event.customer_id)
 
-    def registered(envelope: Envelope, conn: psycopg.Connection[Any]) -> None:
+    def registered(envelope: Envelope, records: Records) -> None:
         event = UserRegistered.parse(envelope.body)
-        records.remember_customer(
-            conn, event.originator_id, email=event.email, name=event.name
+        known.remember_customer(
+            records, event.originator_id, email=event.email, name=event.name
         )
 
-    def updated(envelope: Envelope, conn: psycopg.Connection[Any]) -> None:
+    def updated(envelope: Envelope, records: Records) -> None:
         event = UserUpdated.parse(envelope.body)
-        records.remember_customer(conn, event.originator_id, name=event.name)
+        known.remember_customer(records, event.originator_id, name=event.name)
 
     def notify(contract: type[IntegrationEvent]) -> Handler:
-        def handle(envelope: Envelope, conn: psycopg.Connection[Any]) -> None:
+        def handle(envelope: Envelope, records: Records) -> None:
             event = contract.parse(envelope.body)
             text = text_for(event)
             if text is None:
                 return
-            customer = records.customer_of(conn, event.originator_id)
+            customer = known.customer_of(records, event.originator_id)
             if customer is None:
                 msg = f"order {event.originator_id} was never placed here"
                 raise UnknownOrder(msg)
-            records.add(
-                conn,
+            known.add(
+                records,
                 envelope.headers["message_id"],
                 customer,
                 event.originator_id,
@@ -100,14 +97,12 @@ class Delivery:
 
     def __init__(
         self,
-        settings: Settings,
-        records: Records,
+        records: NotificationRecords,
         channels: list[Channel],
         *,
         batch_size: int = 20,
         poll_interval: float = 0.2,
     ) -> None:
-        self.settings = settings
         self.records = records
         self.channels = channels
         self.batch_size = batch_size
@@ -117,23 +112,22 @@ class Delivery:
 
     def run_once(self) -> int:
         """Send one batch; how many notifications it held."""
-        with connect(self.settings, autocommit=True) as conn:
-            claimed = self.records.claim(conn, self.batch_size)
-            for notification in claimed:
-                errors = []
-                for channel in self.channels:
-                    try:
-                        channel.deliver(notification)
-                    except Exception as e:
-                        errors.append(f"{channel.name}: {e}")
-                error = "; ".join(errors)
-                if error:
-                    logger.warning(
-                        "notification %s not delivered: %s",
-                        notification["notification_id"],
-                        error,
-                    )
-                self.records.finish(conn, notification["notification_id"], error)
+        claimed = self.records.claim(self.batch_size)
+        for notification in claimed:
+            errors = []
+            for channel in self.channels:
+                try:
+                    channel.deliver(notification)
+                except Exception as e:
+                    errors.append(f"{channel.name}: {e}")
+            error = "; ".join(errors)
+            if error:
+                logger.warning(
+                    "notification %s not delivered: %s",
+                    notification["notification_id"],
+                    error,
+                )
+            self.records.finish(notification["notification_id"], error)
         return len(claimed)
 
     def start(self) -> None:
@@ -162,7 +156,7 @@ class Delivery:
                 self._stopping.wait(self.poll_interval)
 
 
-def register_queries(queries: QueryBus, records: Records) -> None:
+def register_queries(queries: QueryBus, records: NotificationRecords) -> None:
     @queries.handles(ListNotifications)
     def list_notifications(query: ListNotifications) -> dict[str, Any]:
         found, total = records.find(

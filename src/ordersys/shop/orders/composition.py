@@ -9,7 +9,6 @@ from ordersys.messaging.relay import Relay
 from ordersys.processes import CommandSender, ProcessRunner
 from ordersys.projections import ProjectionRunner, ReadModel
 from ordersys.service import Service
-from ordersys.settings import Settings
 from ordersys.shop.catalog.commands import ReserveInventory
 from ordersys.shop.faults import CrashingSender
 from ordersys.shop.orders.domain import Order
@@ -17,15 +16,9 @@ from ordersys.shop.orders.projections import OrderDetails
 from ordersys.shop.orders.saga import OrderProcess
 from ordersys.shop.orders.service import Orders, register_handlers, register_queries
 from ordersys.shop.payments.commands import CapturePayment
+from ordersys.shop.routes import ROUTES
+from ordersys.shop.settings import ShopSettings
 from ordersys.transport import RpcSender, Transport
-
-ROUTES = {
-    "product": "catalog",
-    "payment": "payments",
-    "order": "orders",
-    "user": "users",
-}
-"""Which service handles the commands whose type starts with each word."""
 
 CRASH_STEPS = {
     ReserveInventory.message_type: "reserved",
@@ -45,7 +38,7 @@ INTEGRATION_EVENTS = (
 """What the orders service publishes for other services (notifications, analytics)."""
 
 
-def build(settings: Settings, transport: Transport) -> Service:
+def build(settings: ShopSettings, transport: Transport) -> Service:
     orders = Orders(settings)
     process = OrderProcess(settings, step_seconds=settings.saga_step_timeout)
     cache = open_cache(settings)
@@ -59,7 +52,7 @@ def build(settings: Settings, transport: Transport) -> Service:
     relay = Relay(
         orders,
         "orders",
-        publisher_for(settings, transport),
+        publisher_for(transport),
         integration_events=INTEGRATION_EVENTS,
     )
     service = Service(

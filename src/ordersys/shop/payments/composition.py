@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from ordersys.service import Service
-from ordersys.settings import Settings
 from ordersys.shop.payments.provider import SimulatedProvider
 from ordersys.shop.payments.service import Payments, register_handlers
+from ordersys.shop.settings import ShopSettings
 from ordersys.transport import Transport
 
 
-def build(settings: Settings, transport: Transport) -> Service:
+def build(settings: ShopSettings, transport: Transport) -> Service:
     payments = Payments(settings)
     service = Service("payments", settings, transport, applications=[payments])
     provider = SimulatedProvider(

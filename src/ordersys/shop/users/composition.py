@@ -6,18 +6,18 @@ from __future__ import annotations
 from ordersys.messaging.publisher import publisher_for
 from ordersys.messaging.relay import Relay
 from ordersys.service import Service
-from ordersys.settings import Settings
+from ordersys.shop.settings import ShopSettings
 from ordersys.shop.users.domain import User
 from ordersys.shop.users.service import Users, register_handlers
 from ordersys.transport import Transport
 
 
-def build(settings: Settings, transport: Transport) -> Service:
+def build(settings: ShopSettings, transport: Transport) -> Service:
     users = Users(settings)
     relay = Relay(
         users,
         "users",
-        publisher_for(settings, transport),
+        publisher_for(transport),
         integration_events=(User.UserRegistered, User.UserUpdated),
         private_fields={"password_hash"},
     )

@@ -11,6 +11,8 @@ from ordersys.cache import Cached, ReadModelCache
 
 
 class ReadModelCacheContract(ABC):
+    """Subclass as ``Test...``, implementing :meth:`cache`."""
+
     @abstractmethod
     def cache(self) -> ReadModelCache:
         """A cache; tests use a namespace of their own."""

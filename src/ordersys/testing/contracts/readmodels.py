@@ -15,6 +15,8 @@ APP = "Shop"
 
 
 class ReadModelStoreContract(ABC):
+    """Subclass as ``Test...``, implementing :meth:`store`."""
+
     @abstractmethod
     def store(self) -> ReadModelStore:
         """A store for a projection no other test uses."""

@@ -4,7 +4,6 @@ reply or a typed error, and events reach exactly the queues bound to them."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -13,20 +12,13 @@ from typing import Any
 import pytest
 
 from ordersys import BusinessRuleViolation, NotFound, RequestTimeout
+from ordersys.testing.eventually import eventually
 from ordersys.transport import Envelope, Transport
 
 
-def eventually(condition: Callable[[], bool], within: float = 10.0) -> bool:
-    """Wait for an asynchronous delivery (bounded; never a speed assertion)."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 class TransportContract(ABC):
+    """Subclass as ``Test...``, implementing :meth:`transport`."""
+
     @abstractmethod
     def transport(self) -> Transport:
         """A transport with names of its own (tests run side by side)."""
@@ -88,7 +80,7 @@ class TransportContract(ABC):
         )
         bus.serve(
             f"{name}a",
-            lambda e: bus.call(f"{name}b", Envelope.new("b.look", {}), timeout=5),
+            lambda _: bus.call(f"{name}b", Envelope.new("b.look", {}), timeout=5),
         )
         traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
