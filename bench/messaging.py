@@ -17,9 +17,7 @@ import threading
 import time
 import uuid
 from decimal import Decimal
-from typing import Any
 
-import psycopg
 from kombu.connection import Connection
 from kombu.entity import Exchange
 from kombu.messaging import Producer
@@ -29,6 +27,7 @@ from ordersys.messaging.consumer import EventConsumer, queues_for
 from ordersys.messaging.publisher import ConfirmedPublisher
 from ordersys.messaging.relay import Relay
 from ordersys.persistence.database import connect
+from ordersys.readmodels.records import Records
 from ordersys.transport import Envelope
 from ordersys.transport.rabbitmq import KombuTransport
 
@@ -103,11 +102,9 @@ def consumer_rate(prefix: str, count: int) -> float:
     applied = threading.Event()
     seen = 0
 
-    def apply(envelope: Envelope, conn: psycopg.Connection[Any]) -> None:
+    def apply(envelope: Envelope, records: Records) -> None:
         nonlocal seen
-        conn.execute(
-            f"INSERT INTO {schema}.readings VALUES (%s)", (envelope.body["reading"],)
-        )
+        records.put("readings", envelope.headers["message_id"], envelope.body)
         seen += 1
         if seen == count:
             applied.set()
@@ -120,8 +117,6 @@ def consumer_rate(prefix: str, count: int) -> float:
         prefix=prefix,
         prefetch=200,
     )
-    with connect(settings, autocommit=True) as conn:
-        conn.execute(f"CREATE TABLE {schema}.readings (reading text)")
     started = time.perf_counter()
     consumer.start()
     applied.wait(600)

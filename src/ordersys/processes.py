@@ -26,7 +26,7 @@ from collections import Counter as CounterOf
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -39,6 +39,7 @@ from pydantic_core import to_jsonable_python
 
 from ordersys.aggregates import Aggregate, event
 from ordersys.application import Application
+from ordersys.clock import now as clock_now
 from ordersys.commands import Command, CommandBus
 from ordersys.errors import (
     Conflict,
@@ -49,6 +50,7 @@ from ordersys.errors import (
     error_from_dict,
 )
 from ordersys.observability.tracing import carrier_of, current_carrier, span, stamp
+from ordersys.outages import Outages, server_of
 
 logger = logging.getLogger("ordersys.processes")
 
@@ -57,7 +59,9 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    """Now by ordersys' clock, the one that also stamps events, so a test's
+    virtual clock drives deadlines and event timestamps together."""
+    return clock_now()
 
 
 def saga_id(saga_type: type[Saga], key: object) -> UUID:
@@ -118,10 +122,13 @@ class Saga(Aggregate):
 
     def issue(self, command: Command) -> UUID:
         """Record ``command`` to be sent; returns its command id."""
+        return self.reissue(command.message_type, command.model_dump(mode="json"))
+
+    def reissue(self, message_type: str, payload: dict[str, Any]) -> UUID:
+        """Record a command to be sent from its wire form (an operator's retry
+        of one that failed, say); returns its command id."""
         command_id = uuid5(self.id, f"command:{self.version + 1}")
-        self._command_issued(
-            command_id, command.message_type, command.model_dump(mode="json")
-        )
+        self._command_issued(command_id, message_type, payload)
         return command_id
 
     # The payload is kept in the event, for the dispatcher; state needs only the type.
@@ -251,6 +258,9 @@ class BusSender:
         return self.bus.dispatch(cast(Command, command_class.parse(payload)))
 
 
+FINISHED_KEPT = 10_000
+"""How many finished sagas a runner remembers (for the console's lists)."""
+
 TRANSIENT = (InfrastructureUnavailable, RequestTimeout, Conflict)
 """Errors worth retrying: the receiver may answer differently next time."""
 
@@ -359,8 +369,11 @@ class ProcessRunner:
 
     ``run_once()`` does one round of each and is what tests call; ``start()``
     runs rounds in a thread. An upstream event that keeps failing is parked
-    after ``max_attempts``; a command that keeps failing transiently is replied
-    to the saga as a :class:`~ordersys.errors.RequestTimeout`.
+    after ``max_attempts``; a command that keeps failing transiently (a
+    timeout, a conflict) is replied to the saga as a
+    :class:`~ordersys.errors.RequestTimeout`. A server that cannot be reached
+    (:func:`~ordersys.outages.server_of`) counts toward neither: ``run_once``
+    raises it, and the thread waits with backoff until the server is back.
     """
 
     def __init__(
@@ -382,6 +395,8 @@ class ProcessRunner:
         self.batch_size = batch_size
         self._deadlines: dict[tuple[UUID, str], datetime] = {}
         self._started: dict[UUID, datetime] = {}
+        self.finished: dict[UUID, tuple[str, datetime | None, datetime]] = {}
+        """The latest finished sagas (bounded): status, start and end."""
         self.sagas: CounterOf[str] = CounterOf()
         """Sagas by status (running, completed, failed), from the manager's log."""
         self.on_finished: Callable[[str, float], None] | None = None
@@ -391,15 +406,24 @@ class ProcessRunner:
         # Commands of different sagas are sent at once: a reply takes a round
         # trip to another service, and the runner would otherwise wait out each.
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="saga-send")
+        self.outages = Outages(f"process {manager.name}")
+        """The servers the runner is waiting for: an outage parks no event
+        and times out no command, however long it lasts."""
+        self._outage: Exception | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
         """One round: upstream events, commands, deadlines. Returns how much
-        work was done (0 when idle)."""
+        work was done (0 when idle); raises the outage a command met, once
+        the rest of the round is done."""
+        self._outage = None
         work = sum(self._follow(app) for app in self.upstream)
         work += self._dispatch_commands()
-        return work + self._fire_due_deadlines()
+        work += self._fire_due_deadlines()
+        if self._outage is not None:
+            raise self._outage
+        return work
 
     def run_until_idle(self, max_rounds: int = 1000) -> None:
         for _ in range(max_rounds):
@@ -452,6 +476,8 @@ class ProcessRunner:
         try:
             action()
         except Exception as e:
+            if server_of(e) is not None:
+                raise  # the round waits for the server; the event is not at fault
             attempts = self._attempts.get(key, 0) + 1
             self._attempts[key] = attempts
             if attempts < self.max_attempts:
@@ -539,6 +565,9 @@ class ProcessRunner:
         else:
             self._attempts.pop(key, None)
             return result, None, trace, ""
+        if server_of(failure) is not None:
+            self._outage = failure  # not the command's fault: sent again later
+            return None
         attempts = self._attempts.get(key, 0) + 1
         if attempts < self.max_attempts:
             self._attempts[key] = attempts
@@ -590,10 +619,25 @@ class ProcessRunner:
         self.sagas["running"] -= 1
         self.sagas[finished.status] += 1
         started = self._started.pop(finished.originator_id, None)
+        self.finished[finished.originator_id] = (
+            finished.status,
+            started,
+            finished.timestamp,
+        )
+        if len(self.finished) > FINISHED_KEPT:
+            self.finished.pop(next(iter(self.finished)))
         if started is not None and self.on_finished is not None:
             self.on_finished(
                 finished.status, (finished.timestamp - started).total_seconds()
             )
+
+    def running(self) -> dict[UUID, datetime]:
+        """The sagas still running, with the time each started."""
+        return dict(self._started)
+
+    def deadlines(self) -> dict[tuple[UUID, str], datetime]:
+        """The pending deadlines, by saga id and name."""
+        return dict(self._deadlines)
 
     def overdue(self, grace: timedelta = timedelta(seconds=5)) -> int:
         """Deadlines due more than ``grace`` ago and not fired: stuck sagas."""
@@ -645,7 +689,9 @@ class ProcessRunner:
     def _loop(self, poll_interval: float) -> None:
         while not self._stopping.is_set():
             try:
-                busy = self.run_once()
+                busy = self.outages.attempt(self.run_once, self._stopping)
+                if busy is None:
+                    continue  # a server was down: waited, and now tries again
             except Exception:
                 logger.exception("%s: round failed", self.manager.name)
                 busy = 0

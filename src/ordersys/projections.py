@@ -18,7 +18,7 @@ import contextlib
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -27,6 +27,8 @@ from eventsourcing.projection import Projection as _Projection
 from ordersys.application import Application
 from ordersys.cache import ReadModelCache
 from ordersys.errors import InfrastructureUnavailable, InvalidInput
+from ordersys.milestones import Milestones
+from ordersys.outages import Outages
 from ordersys.readmodels.store import (
     Change,
     Document,
@@ -93,9 +95,17 @@ class ProjectionRunner(Generic[P]):
         self.projection: P = projection_class(self.store.view(self.generation))
         self.last_error: BaseException | None = None
         self._lock = threading.Lock()
+        self.outages = Outages(f"projection {projection_class.name}")
+        """The servers the runner is waiting for (outages are not failures)."""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._cache_dirty = False
+        self.milestones = Milestones()
+        """When the live read model reached each position (for the console)."""
+        self.paused = False
+        """Set by an operator: the thread applies nothing until resumed."""
+        self.rebuilding: P | None = None
+        """The generation being rebuilt, while :meth:`rebuild` runs."""
 
     @property
     def namespace(self) -> str:
@@ -159,6 +169,7 @@ class ProjectionRunner(Generic[P]):
             logger.info("%s: batch after %s already applied", self.namespace, position)
             return len(notifications)
         if write_cache:
+            self.milestones.reached(notifications[-1].id)
             self._write_through(changes, notifications[-1].id)
         return len(notifications)
 
@@ -173,26 +184,45 @@ class ProjectionRunner(Generic[P]):
             for change in changes:
                 self.cache.put(self.namespace, _cache_key(change), change.doc, position)
         except InfrastructureUnavailable as e:
-            logger.warning("%s: cache not updated: %s", self.namespace, e.message)
+            # Reads pass the cache by meanwhile: note the outage once, go on.
+            self.outages.noticed(e)
             self._cache_dirty = True
+            return
+        for server in list(self.outages.down):
+            self.outages.over(server)
 
-    def rebuild(self) -> int:
+    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Rebuild the read model from position 0 into a new generation while
         the live one keeps serving reads, then swap it in; returns the new
-        generation. Running or not, the runner continues on the new one."""
+        generation. Running or not, the runner continues on the new one.
+        ``progress(position, head)`` hears of each batch applied."""
         generation = self.store.new_generation()
         fresh = self.projection_class(self.store.view(generation))
-        while self._run_batch(fresh, write_cache=False):
-            pass
-        with self._lock:
+        self.rebuilding = fresh
+        try:
             while self._run_batch(fresh, write_cache=False):
-                pass
-            self.store.promote(generation)
-            old, self.generation, self.projection = self.generation, generation, fresh
+                self._report(fresh, progress)
+            with self._lock:
+                while self._run_batch(fresh, write_cache=False):
+                    self._report(fresh, progress)
+                self.store.promote(generation)
+                old, self.generation, self.projection = (
+                    self.generation,
+                    generation,
+                    fresh,
+                )
+        finally:
+            self.rebuilding = None
         self._clear_cache()
         self.store.drop(old)
         logger.info("%s: generation %s is live", self.namespace, generation)
         return generation
+
+    def _report(self, fresh: P, progress: Callable[[int, int], None] | None) -> None:
+        if progress is not None:
+            name = self.application.name
+            applied = fresh.view.max_tracking_id(name) or 0
+            progress(applied, self.application.head_position())
 
     def _clear_cache(self) -> None:
         if self.cache is None:
@@ -227,8 +257,13 @@ class ProjectionRunner(Generic[P]):
     def _loop(self) -> None:
         backoff = self.poll_interval
         while not self._stopping.is_set():
+            if self.paused:
+                self._stopping.wait(self.poll_interval)
+                continue
             try:
-                applied = self.run_once()
+                applied = self.outages.attempt(self.run_once, self._stopping)
+                if applied is None:
+                    continue  # a server was down: waited, and now tries again
             except Exception as e:
                 self.last_error = e
                 logger.exception(

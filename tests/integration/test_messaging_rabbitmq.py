@@ -14,20 +14,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from kombu.connection import Connection
-from psycopg import sql
 
 from ordersys.messaging.consumer import EventConsumer
 from ordersys.messaging.contracts import IntegrationEvent
 from ordersys.messaging.publisher import ConfirmedPublisher
 from ordersys.messaging.relay import Relay, checkpoint_for
+from ordersys.readmodels.records import Records
+from ordersys.readmodels.records_postgres import PostgresRecordStore
 from ordersys.settings import Settings
 from ordersys.shop.cli import main
+from ordersys.testing import eventually
 from ordersys.transport import ERROR_HEADER, Envelope
-from tests.contracts.transport import eventually
 from tests.integration.test_transport_rabbitmq import URL, delete_topology
 from tests.unit.accounts import Account, Bank
 
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Ledger:
-    """A consuming service whose effect is a row per applied event."""
+    """A consuming service whose effect is a document per applied event."""
 
     def __init__(
         self,
@@ -45,7 +45,8 @@ class Ledger:
         poison: str = "",
         contracts: dict[str, type[IntegrationEvent]] | None = None,
     ) -> None:
-        self.table = sql.Identifier(settings.postgres_schema, "ledger")
+        # A store of its own: the consumer closes its store when it stops.
+        self.reader = PostgresRecordStore(settings, settings.postgres_schema, "ledger")
         self.poison = poison
         self.consumer = EventConsumer(
             settings,
@@ -56,30 +57,23 @@ class Ledger:
             max_attempts=3,
             contracts=contracts,
         )
-        with psycopg.connect(
-            host="127.0.0.1", user="postgres", dbname="ordersys_test", autocommit=True
-        ) as conn:
-            conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (message_id text, kind text)"
-                ).format(self.table)
-            )
 
-    def record(self, envelope: Envelope, conn: psycopg.Connection[Any]) -> None:
+    def record(self, envelope: Envelope, records: Records) -> None:
         if envelope.body.get("owner") == self.poison:
             raise RuntimeError("cannot open an account for the poison owner")
-        conn.execute(
-            sql.SQL("INSERT INTO {} VALUES (%s, %s)").format(self.table),
-            (envelope.headers["message_id"], envelope.message_type),
+        # A key of its own per application: an event applied twice shows twice.
+        records.put(
+            "ledger",
+            uuid.uuid4().hex,
+            {
+                "message_id": envelope.headers["message_id"],
+                "kind": envelope.message_type,
+            },
         )
 
     def rows(self) -> list[tuple[str, str]]:
-        with psycopg.connect(
-            host="127.0.0.1", user="postgres", dbname="ordersys_test"
-        ) as conn:
-            return conn.execute(
-                sql.SQL("SELECT message_id, kind FROM {}").format(self.table)
-            ).fetchall()
+        with self.reader.reading() as records:
+            return [(d["message_id"], d["kind"]) for d in records.find("ledger")]
 
 
 @pytest.fixture

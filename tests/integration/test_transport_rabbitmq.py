@@ -13,9 +13,9 @@ from ordersys import InfrastructureUnavailable
 from ordersys.messaging.dlq import DeadLetters
 from ordersys.processes import ProcessRunner
 from ordersys.settings import Settings
+from ordersys.testing.contracts.transport import TransportContract
 from ordersys.transport import Envelope, RpcSender, Transport, serve_bus
 from ordersys.transport.rabbitmq import KombuTransport
-from tests.contracts.transport import TransportContract
 from tests.unit.bookings import Booking, Bookings, Hold, HoldExpiry, SeatsService
 
 URL = "amqp://guest:guest@127.0.0.1:5672//"

@@ -8,13 +8,10 @@ queue. It prints what it did and what it found."""
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
-import uuid
 from collections import Counter
 from typing import Any
 
-import httpx
 import pytest
 
 from ordersys.projections import ProjectionRunner
@@ -26,95 +23,12 @@ from ordersys.shop.catalog.service import Catalog
 from ordersys.shop.orders.projections import OrderDetails
 from ordersys.shop.orders.service import Orders
 from tests.reliability import faults
-from tests.system.checks import captures, check_agreement
+from tests.reliability.load import Load, applied_twice
+from tests.system.checks import check_agreement
 from tests.system.system import System
 
-PASSWORD = "reliability-suite-pw"
 SECRET = "the reliability suite's gateway key, long enough for HS256"
 SERVICE_ORDER = ["notifications", "analytics", "users", "catalog", "payments", "orders"]
-
-
-class Load:
-    """Customers placing orders through the gateway, each retried with its
-    Idempotency-Key until the gateway accepts it (or gives up after a minute)."""
-
-    def __init__(self, system: System, products: list[str], workers: int = 4) -> None:
-        self.system = system
-        self.products = products
-        self.accepted: list[str] = []
-        self.failures: Counter[str] = Counter()
-        self.stopping = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._customer, args=(n,), daemon=True)
-            for n in range(workers)
-        ]
-        self._lock = threading.Lock()
-
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.system.gateway_port}"
-
-    def start(self) -> None:
-        for thread in self.threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(120)
-
-    def _customer(self, number: int) -> None:
-        email = f"load-{number}-{uuid.uuid4().hex[:6]}@example.com"
-        token = self._retry(
-            lambda c: self._register_and_login(c, email), "register and log in"
-        )
-        turn = 0
-        while not self.stopping.is_set() and token:
-            product = self.products[(number + turn) % len(self.products)]
-            turn += 1
-            key = str(uuid.uuid4())
-            body = {"items": [{"product_id": product, "quantity": 1}], "submit": True}
-            order = self._retry(
-                lambda c, body=body, key=key: self._place(c, token, key, body), "order"
-            )
-            if order:
-                with self._lock:
-                    self.accepted.append(order)
-            time.sleep(0.05)
-
-    def _register_and_login(self, client: httpx.Client, email: str) -> str | None:
-        client.post(
-            "/auth/register",
-            json={"email": email, "name": "Load", "password": PASSWORD},
-        )
-        login = client.post("/auth/login", json={"email": email, "password": PASSWORD})
-        return str(login.json()["access_token"]) if login.status_code == 200 else None
-
-    def _place(
-        self, client: httpx.Client, token: str, key: str, body: dict[str, Any]
-    ) -> str | None:
-        reply = client.post(
-            "/orders",
-            json=body,
-            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
-        )
-        if reply.status_code == 201:
-            return str(reply.json()["id"])
-        self.failures[f"HTTP {reply.status_code}"] += 1
-        return None
-
-    def _retry(self, attempt: Any, what: str) -> Any:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with httpx.Client(base_url=self.url(), timeout=10) as client:
-                    result = attempt(client)
-                if result:
-                    return result
-            except httpx.HTTPError as e:
-                self.failures[f"{what}: {type(e).__name__}"] += 1
-            time.sleep(0.2)
-        self.failures[f"{what}: gave up"] += 1
-        return None
 
 
 def rebuilt_equals_live(settings: Settings) -> dict[str, int]:
@@ -151,20 +65,6 @@ def rebuilt_equals_live(settings: Settings) -> dict[str, int]:
         mismatches[collection] = found
         app.close()
     return mismatches
-
-
-def applied_twice(
-    system: System, settings: Settings, orders: list[dict[str, Any]]
-) -> int:
-    """Captures beyond one per order, and notifications beyond one per order."""
-    extra = 0
-    for order in orders:
-        extra += max(captures(settings, order["order_id"]) - 1, 0)
-        told = system.call(
-            "notifications", "notifications.getAll", order_id=order["order_id"]
-        )
-        extra += max(told["total"] - 1, 0)
-    return extra
 
 
 def stuck_messages(prefix: str) -> dict[str, int]:

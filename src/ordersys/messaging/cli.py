@@ -2,66 +2,69 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+from typing import Annotated
+
+import typer
 
 from ordersys.messaging.consumer import registered_queues
 from ordersys.messaging.dlq import DeadLetters
 from ordersys.settings import load_settings
+from ordersys.terminal import confirmed, console
+
+app = typer.Typer(help="Dead-letter queues of consumers.", no_args_is_help=True)
+
+Queue = Annotated[
+    str, typer.Argument(help="The consumer queue, as `dlq list` names it.")
+]
 
 
-def _letters(args: argparse.Namespace) -> DeadLetters:
-    return DeadLetters(load_settings().rabbitmq_url, args.queue)
+def _letters(queue: str) -> DeadLetters:
+    return DeadLetters(load_settings().rabbitmq_url, queue)
 
 
-def list_queues(_: argparse.Namespace) -> int:
+@app.command("list")
+def list_queues() -> int:
+    """Dead letters per consumer queue."""
     settings = load_settings()
     queues = registered_queues(settings)
     if not queues:
-        print("no consumer queues are registered")
+        console.print("no consumer queues are registered")
     for queue in queues:
         count = DeadLetters(settings.rabbitmq_url, queue).count()
-        print(f"{count:>8}  {queue}.dlq")
+        console.print(f"{count:>8}  {queue}.dlq", markup=False)
     return 0
 
 
-def show(args: argparse.Namespace) -> int:
-    for letter in _letters(args).peek(args.limit):
-        print(f"{letter.message_id}  {letter.message_type}  {letter.reason}")
-        print(f"    {letter.body[:300].decode(errors='replace')}")
+@app.command()
+def show(
+    queue: Queue,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 20,
+) -> int:
+    """Print dead letters with their reasons (they stay where they are)."""
+    for letter in _letters(queue).peek(limit):
+        console.print(
+            f"{letter.message_id}  {letter.message_type}  {letter.reason}", markup=False
+        )
+        console.print(f"    {letter.body[:300].decode(errors='replace')}", markup=False)
     return 0
 
 
-def replay(args: argparse.Namespace) -> int:
-    moved = _letters(args).replay()
-    print(f"re-drove {moved} dead letter(s) to {args.queue}")
+@app.command()
+def replay(queue: Queue) -> int:
+    """Move dead letters back to their queue."""
+    moved = _letters(queue).replay()
+    console.print(f"re-drove {moved} dead letter(s) to {queue}", markup=False)
     return 0
 
 
-def purge(args: argparse.Namespace) -> int:
-    if not args.yes:
-        print(f"this deletes every dead letter of {args.queue}; add --yes to do it")
+@app.command()
+def purge(
+    queue: Queue,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+) -> int:
+    """Delete dead letters."""
+    if not confirmed(f"Delete every dead letter of {queue}?", yes=yes):
         return 1
-    print(f"deleted {_letters(args).purge()} dead letter(s) of {args.queue}")
+    deleted = _letters(queue).purge()
+    console.print(f"deleted {deleted} dead letter(s) of {queue}", markup=False)
     return 0
-
-
-def add_commands(commands: Any) -> None:
-    """Register ``dlq list|show|replay|purge`` on the ``ordersys`` parser."""
-    dlq = commands.add_parser("dlq", help="dead-letter queues of consumers")
-    actions = dlq.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="dead letters per consumer queue").set_defaults(
-        func=list_queues
-    )
-    for name, func, help_text in (
-        ("show", show, "print dead letters with their reasons"),
-        ("replay", replay, "move dead letters back to their queue"),
-        ("purge", purge, "delete dead letters"),
-    ):
-        action = actions.add_parser(name, help=help_text)
-        action.add_argument("queue", help="the consumer queue, as `dlq list` names it")
-        action.set_defaults(func=func)
-        if name == "show":
-            action.add_argument("--limit", type=int, default=20)
-        if name == "purge":
-            action.add_argument("--yes", action="store_true", help="really delete")

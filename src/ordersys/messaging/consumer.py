@@ -1,8 +1,9 @@
 """Consumers of integration events that never lose or double-apply one.
 
 Each consuming service has one durable quorum queue bound to the events it
-needs. A message is handled in a PostgreSQL transaction that first records its
-identity (origin service and position, the message id) in
+needs. A message is applied by the consumer's inbox (:mod:`ordersys.messaging.inbox`):
+in one transaction of its record store (PostgreSQL) that first records the
+message's identity (origin service and position, the message id) in
 ``ordersys_processed_messages``; the handler's effect commits with that record,
 and the message is acknowledged only after the commit. A redelivered message
 finds its record and changes nothing.
@@ -13,14 +14,20 @@ it is malformed, of a type nobody handles, or does not fit its contract (see
 :mod:`ordersys.messaging.contracts`); after ``max_attempts`` if its
 handler keeps failing (it is retried with backoff before that). The quorum
 queue's delivery limit dead-letters it as well should the consumer die each time.
+
+A server that is down is not the message's fault: while PostgreSQL (or the
+broker) cannot be reached, the consumer holds the message, unacknowledged,
+and tries it again with backoff for as long as the outage lasts (see
+:mod:`ordersys.outages`); none of those attempts counts toward its
+``max_attempts``. Holding it, rather than requeueing it, keeps the broker's
+delivery count (which a requeue raises) for the message's own failures.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter as CounterOf
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -32,16 +39,18 @@ from psycopg import sql
 
 from ordersys.errors import InvalidInput
 from ordersys.messages import Message
-from ordersys.messaging.contracts import check
+from ordersys.messaging.inbox import Handler, Inbox
+from ordersys.outages import Outages, server_of
 from ordersys.persistence.database import connect, creating_tables, ensure_schema
+from ordersys.readmodels.records import RecordStore
+from ordersys.readmodels.records_postgres import PostgresRecordStore
 from ordersys.settings import Settings
-from ordersys.transport import ERROR_HEADER, Envelope, handling
+from ordersys.transport import ERROR_HEADER, Envelope
 from ordersys.transport.rabbitmq import Undecodable, consume_in_thread
 
-logger = logging.getLogger("ordersys.consumer")
+__all__ = ["EventConsumer", "Handler", "queues_for", "registered_queues"]
 
-Handler = Callable[[Envelope, psycopg.Connection[Any]], None]
-"""Applies one event using the given connection, inside its transaction."""
+logger = logging.getLogger("ordersys.consumer")
 
 
 def dead_letter_exchange(prefix: str) -> Exchange:
@@ -101,8 +110,10 @@ def registered_queues(settings: Settings) -> list[str]:
         return [row[0] for row in rows]
 
 
-class EventConsumer:
-    """Consumes ``queue`` and applies each event exactly once."""
+class EventConsumer(Inbox):
+    """Consumes ``queue`` and applies each event exactly once, in ``store``
+    (by default, the record store ``queue`` in ``schema`` of PostgreSQL); it
+    closes the store when it stops."""
 
     def __init__(
         self,
@@ -116,50 +127,36 @@ class EventConsumer:
         max_attempts: int = 5,
         contracts: Mapping[str, type[Message]] | None = None,
         schema: str | None = None,
+        store: RecordStore | None = None,
     ) -> None:
-        self.settings = settings
-        self.contracts = dict(contracts or {})
         prefix = prefix or settings.messaging_prefix
-        self.name = f"{prefix}.{queue}"
-        self.handlers = dict(handlers)
-        self.prefix = prefix
-        self.prefetch = prefetch
-        self.max_attempts = max_attempts
-        self.queue, self.dlq = queues_for(prefix, queue, patterns, max_attempts)
         registry = settings.postgres_schema or "ordersys_consumers"
         self.schema = schema or registry
-        ensure_schema(settings, self.schema)
+        super().__init__(
+            f"{prefix}.{queue}",
+            handlers,
+            store or PostgresRecordStore(settings, self.schema, queue),
+            contracts=contracts,
+            max_attempts=max_attempts,
+        )
+        self.settings = settings
+        self.prefix = prefix
+        self.prefetch = prefetch
+        self.queue, self.dlq = queues_for(prefix, queue, patterns, max_attempts)
         ensure_schema(settings, registry)
-        self._table = sql.Identifier(self.schema, "ordersys_processed_messages")
-        with (
-            creating_tables(settings, self.schema),
-            connect(settings, autocommit=True) as conn,
-        ):
-            conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (consumer text NOT NULL, "
-                    "message_id text NOT NULL, processed_at timestamptz NOT NULL "
-                    "DEFAULT now(), PRIMARY KEY (consumer, message_id))"
-                ).format(self._table)
-            )
         with (
             creating_tables(settings, registry),
             connect(settings, autocommit=True) as conn,
         ):
             register_queue(conn, registry, self.name)
         self._attempts: dict[str, int] = {}
-        self.outcomes: CounterOf[str] = CounterOf()
-        """Messages by outcome: applied, duplicate, retried, dead_lettered."""
-        self.duplicates = 0
-        """Messages received again after they were applied (and left alone)."""
+        self.outages = Outages(self.name)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._connection: psycopg.Connection[Any] | None = None
 
     def start(self) -> None:
-        """Declare the queues and consume in a background thread."""
-        with KombuConnection(self.settings.rabbitmq_url, connect_timeout=5) as conn:
-            self.dlq(conn.default_channel).declare()
+        """Consume in a background thread, which declares the queues (and
+        waits for the broker, if it is not there yet)."""
         self._stopping.clear()
         self._thread = consume_in_thread(
             self.settings.rabbitmq_url,
@@ -168,6 +165,8 @@ class EventConsumer:
             self._on_message,
             self.prefetch,
             self._stopping,
+            declare=[self.dlq],
+            outages=self.outages,
         )
 
     def depths(self) -> dict[str, int]:
@@ -187,14 +186,7 @@ class EventConsumer:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-    def _db(self) -> psycopg.Connection[Any]:
-        if self._connection is None or self._connection.closed:
-            self._connection = connect(self.settings)
-        return self._connection
+        self.close()
 
     def _on_message(self, body: Any, message: KombuMessage, producer: Producer) -> None:
         try:
@@ -203,12 +195,32 @@ class EventConsumer:
             self._dead_letter(message, producer, e.message)
             return
         try:
-            self.apply(envelope)
+            self._apply_through_outages(envelope, producer)
         except Exception as e:
+            if self._stopping.is_set():
+                return  # unacknowledged: delivered again once a consumer is back
+            if server_of(e) is not None:
+                raise  # the broker went away meanwhile: the consumer reconnects
             self._retry_or_dead_letter(envelope, message, producer, e)
             return
         self._attempts.pop(envelope.headers["message_id"], None)
         message.ack()
+
+    def _apply_through_outages(self, envelope: Envelope, producer: Producer) -> None:
+        """Apply ``envelope``, waiting out any outage however long it lasts.
+        Meanwhile the broker gets heartbeats: the consuming thread is in here,
+        not reading, and the broker would take the message back otherwise."""
+        while True:
+            try:
+                self.apply(envelope)
+            except Exception as e:
+                if server_of(e) is None or self._stopping.is_set():
+                    raise
+                self.outages.wait(e, self._stopping)
+                producer.channel.connection.send_heartbeat()
+                continue
+            self.outages.over()
+            return
 
     def _envelope(self, body: Any, message: KombuMessage) -> Envelope:
         if isinstance(body, Undecodable):
@@ -217,39 +229,12 @@ class EventConsumer:
         message_id = headers.get("message_id") or message.properties.get("message_id")
         if not isinstance(body, dict) or "message_type" not in body or not message_id:
             raise InvalidInput(f"malformed message: {str(body)[:200]!r}")
-        if body["message_type"] not in self.handlers:
-            raise InvalidInput(f"{self.name} handles no {body['message_type']!r}")
         headers["message_id"] = str(message_id)
         envelope = Envelope(
             str(body["message_type"]), dict(body.get("body") or {}), headers
         )
-        contract = self.contracts.get(envelope.message_type)
-        if contract is not None:
-            check(envelope, contract)
+        self.check(envelope)
         return envelope
-
-    def apply(self, envelope: Envelope) -> bool:
-        """Apply ``envelope`` once; False if it had been applied already."""
-        conn = self._db()
-        try:
-            with conn.transaction():
-                recorded = conn.execute(
-                    sql.SQL(
-                        "INSERT INTO {} (consumer, message_id) VALUES (%s, %s) "
-                        "ON CONFLICT DO NOTHING"
-                    ).format(self._table),
-                    (self.name, envelope.headers["message_id"]),
-                ).rowcount
-                if recorded:
-                    with handling(envelope):
-                        self.handlers[envelope.message_type](envelope, conn)
-                else:
-                    self.duplicates += 1
-            self.outcomes["applied" if recorded else "duplicate"] += 1
-        except psycopg.OperationalError:
-            conn.close()
-            raise
-        return bool(recorded)
 
     def _retry_or_dead_letter(
         self,

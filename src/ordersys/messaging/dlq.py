@@ -10,7 +10,7 @@ nothing, so replaying never creates duplicates.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import amqp
@@ -23,12 +23,13 @@ from ordersys.transport import ERROR_HEADER
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A dead letter: its message id, type, reason and body."""
+    """A dead letter: its message id, type, reason, body and headers."""
 
     message_id: str
     message_type: str
     reason: str
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class DeadLetters:
@@ -41,11 +42,7 @@ class DeadLetters:
         self.address = address_of(url)
 
     def _channel(self, connection: Connection) -> Any:
-        try:
-            connection.ensure_connection(max_retries=1)
-        except Exception as e:
-            raise InfrastructureUnavailable("RabbitMQ", self.address, str(e)) from None
-        return connection.connection.channel()
+        return _open_channel(connection, self.address)
 
     def count(self) -> int:
         with Connection(self.url, connect_timeout=5) as connection:
@@ -69,9 +66,11 @@ class DeadLetters:
             # Closing the channel without acknowledging puts them all back.
         return letters
 
-    def replay(self) -> int:
-        """Move the dead letters there are now back to their queue; returns how
-        many. One that is dead-lettered again at once is not moved twice."""
+    def replay(self, message_id: str | None = None) -> int:
+        """Move the dead letters there are now (or only the one with
+        ``message_id``) back to their queue; returns how many. One that is
+        dead-lettered again at once is not moved twice; the letters passed
+        over go back when the channel closes, unacknowledged."""
         moved = 0
         with Connection(self.url, connect_timeout=5) as connection:
             channel = self._channel(connection)
@@ -80,6 +79,9 @@ class DeadLetters:
             while moved < present and (
                 message := channel.basic_get(self.dlq, no_ack=False)
             ):
+                if message_id is not None and _letter(message).message_id != message_id:
+                    present -= 1
+                    continue
                 headers = dict(message.headers or {})
                 headers.pop(ERROR_HEADER, None)
                 headers["x-ordersys-replayed"] = True
@@ -104,6 +106,40 @@ class DeadLetters:
             return int(self._channel(connection).queue_purge(self.dlq) or 0)
 
 
+def _open_channel(connection: Connection, address: str) -> Any:
+    try:
+        connection.ensure_connection(max_retries=1)
+    except Exception as e:
+        raise InfrastructureUnavailable("RabbitMQ", address, str(e)) from None
+    return connection.connection.channel()
+
+
+@dataclass(frozen=True)
+class QueueCount:
+    """What the broker counts of a queue: its consumers and its messages."""
+
+    queue: str
+    consumers: int
+    messages: int
+
+
+def count_queues(url: str, queues: list[str]) -> dict[str, QueueCount | None]:
+    """The broker's count of each queue (None for one never declared), over
+    one connection: passive declares change nothing."""
+    counts: dict[str, QueueCount | None] = {}
+    with Connection(url, connect_timeout=5) as connection:
+        for queue in queues:
+            channel = _open_channel(connection, address_of(url))
+            try:
+                _, messages, consumers = channel.queue_declare(queue, passive=True)
+                counts[queue] = QueueCount(queue, int(consumers), int(messages))
+            except amqp.exceptions.NotFound:
+                counts[queue] = None  # which closed the channel
+            else:
+                channel.close()
+    return counts
+
+
 def _letter(message: Any) -> DeadLetter:
     headers = dict(message.headers or {})
     # py-amqp hands a text body over as str (a service request's, say).
@@ -116,6 +152,7 @@ def _letter(message: Any) -> DeadLetter:
         message_type=_message_type(body),
         reason=str(headers.get(ERROR_HEADER, "dead-lettered by the broker")),
         body=body,
+        headers={str(k): str(v) for k, v in headers.items()},
     )
 
 

@@ -21,9 +21,8 @@ import amqp
 from kombu.connection import Connection
 
 from ordersys.errors import InfrastructureUnavailable
-from ordersys.settings import Settings, address_of
+from ordersys.settings import address_of
 from ordersys.transport import Envelope, Transport
-from ordersys.transport.rabbitmq import KombuTransport
 
 
 @dataclass(frozen=True)
@@ -193,11 +192,10 @@ class TransportPublisher:
         """Nothing to release: the transport belongs to the caller."""
 
 
-def publisher_for(settings: Settings, transport: Transport) -> Publisher:
-    """Confirmed publishing to RabbitMQ when ``transport`` is RabbitMQ's,
+def publisher_for(transport: Transport) -> Publisher:
+    """Confirmed publishing to the broker when ``transport`` goes through one,
     else straight through ``transport`` (the embedded mode)."""
-    if isinstance(transport, KombuTransport):
-        return ConfirmedPublisher(
-            settings.rabbitmq_url, f"{settings.messaging_prefix}.events"
-        )
+    broker = transport.broker()
+    if broker is not None:
+        return ConfirmedPublisher(broker.url, broker.events_exchange)
     return TransportPublisher(transport)

@@ -7,7 +7,9 @@ pipelined: the next one is sent while earlier ones await the broker's confirms
 (up to ``window`` messages in flight), and a batch's position is recorded only
 once it and every batch before it are confirmed. A relay killed before recording
 publishes those batches again on restart: consumers deduplicate by message id,
-so nothing is lost or applied twice.
+so nothing is lost or applied twice. While PostgreSQL or the broker is down the
+relay waits for it, with backoff, and goes on from its checkpoint when it is
+back (:mod:`ordersys.outages`).
 """
 
 from __future__ import annotations
@@ -23,26 +25,42 @@ from typing import Any
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
-from opentelemetry.trace import SpanKind
+from eventsourcing.sqlite import SQLiteFactory, SQLiteTrackingRecorder
 from pydantic_core import to_jsonable_python
 
 from ordersys.application import Application
 from ordersys.messaging.contracts import VERSION_HEADER
 from ordersys.messaging.publisher import Outgoing, Publisher
-from ordersys.observability.tracing import TRACE_FIELD, carrier_of, inject_into, span
+from ordersys.milestones import Milestones
+from ordersys.observability.tracing import (
+    TRACE_FIELD,
+    SpanKind,
+    carrier_of,
+    inject_into,
+    span,
+)
+from ordersys.outages import Outages
+from ordersys.persistence.database import creating_tables
 
 logger = logging.getLogger("ordersys.relay")
 
 
 def checkpoint_for(app: Application, purpose: str) -> TrackingRecorder:
-    """A tracking recorder beside ``app``'s events (in memory in embedded mode)."""
+    """A tracking recorder beside ``app``'s events (in PostgreSQL or SQLite;
+    in memory when the events are)."""
     factory = app.factory
     if isinstance(factory, PostgresFactory):
         recorder = PostgresTrackingRecorder(
             factory.datastore, tracking_table_name=f"{app.name.lower()}_{purpose}"
         )
-        recorder.create_table()
+        with creating_tables(app.settings, factory.datastore.schema):
+            recorder.create_table()
         return recorder
+    if isinstance(factory, SQLiteFactory):
+        # SQLite's one tracking table: the relay's rows are named after it.
+        on_disk = SQLiteTrackingRecorder(factory.datastore)
+        on_disk.create_table()
+        return on_disk
     return POPOTrackingRecorder()
 
 
@@ -79,7 +97,11 @@ class Relay:
         self._sent_through: int | None = None
         self._in_flight: deque[tuple[int, int]] = deque()
         self.checkpoint = checkpoint or checkpoint_for(app, "relay")
+        self.milestones = Milestones()
+        """When each position was sent to the broker (for the console)."""
         self.name = f"relay:{service}"
+        self.outages = Outages(self.name)
+        """The servers (PostgreSQL, RabbitMQ) the relay is waiting for."""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -121,6 +143,7 @@ class Relay:
             [self._outgoing(n) for n in notifications if n.topic in self.topics]
         )
         self._sent_through = notifications[-1].id
+        self.milestones.reached(self._sent_through)
         self._in_flight.append((last_tag, notifications[-1].id))
         return len(notifications)
 
@@ -187,7 +210,9 @@ class Relay:
         backoff = poll_interval
         while not self._stopping.is_set():
             try:
-                published = self.run_once()
+                published = self.outages.attempt(self.run_once, self._stopping)
+                if published is None:
+                    continue  # a server was down: waited, and now tries again
             except Exception as e:
                 logger.warning("%s: %s; retrying in %.1fs", self.name, e, backoff)
                 self._stopping.wait(backoff)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from ordersys import (
     Application,
     BusinessRuleViolation,
     CommandBus,
+    Conflict,
     NotFound,
     QueryBus,
     Written,
@@ -46,7 +48,12 @@ def register_handlers(bus: CommandBus, orders: Orders) -> None:
         )
         if command.submit:
             order.submit()
-        return orders.write(order)
+        try:
+            return orders.write(order)
+        except Conflict:
+            if command.order_id is None:
+                raise
+            return placed_before(orders, command.order_id, command)
 
     @bus.handles(SubmitOrder)
     def submit(command: SubmitOrder) -> Written:
@@ -101,6 +108,41 @@ def register_handlers(bus: CommandBus, orders: Orders) -> None:
             else:
                 order.cancel(command.reason)
         return orders.write(order)
+
+
+def placed_before(orders: Orders, order_id: UUID, command: CreateOrder) -> Written:
+    """What placing this order wrote the first time, position included: the
+    answer to a retry whose first answer was lost (the caller timed out), so
+    that it can read its write. The id is the retried request's own (see
+    ``CreateOrder.order_id``); someone else's order under it stays a Conflict."""
+    order = orders.get(Order, order_id)
+    if order.customer_id != command.customer_id:
+        raise Conflict(f"order {order.id} exists already", aggregate_id=str(order.id))
+    version = 2 if command.submit else 1
+    return Written(order.id, version, position_of(orders, order.id, version))
+
+
+RECENT_EVENTS = 10_000
+"""How far back from the head a retried write's event is looked for."""
+
+
+def position_of(orders: Orders, aggregate_id: UUID, version: int) -> int:
+    """The position of an aggregate's event, looked for backwards from the
+    head (a retry comes soon after its first attempt); if it is older than
+    :data:`RECENT_EVENTS`, the head: a position at which it is visible too."""
+    head = orders.head_position()
+    stop, page = head, 500
+    while stop > 0 and head - stop < RECENT_EVENTS:
+        start = max(stop - page + 1, 1)
+        found = orders.recorder.select_notifications(start, page, stop)
+        for notification in reversed(found):
+            if (
+                str(notification.originator_id) == str(aggregate_id)
+                and notification.originator_version == version
+            ):
+                return notification.id
+        stop = start - 1
+    return head
 
 
 def register_queries(
