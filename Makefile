@@ -1,23 +1,29 @@
-# `make run` and `make test` work on a fresh clone: they create .venv, install
-# ordersys with its development tools, and start PostgreSQL, RabbitMQ and Redis
-# when one is down.
+# `make run`, `make up` and `make test` work on a fresh clone: they create .venv
+# and install ordersys with every extra and its development tools; `make up` and
+# `make test` also start PostgreSQL, RabbitMQ and Redis when one is down.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CODE := $(wildcard src tests examples bench)
 
-.PHONY: run test lint typecheck unit services bench clean
+.PHONY: run up test lint typecheck unit services bench clean
 
 $(BIN)/ordersys: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $@
 
 services:
 	bash .ci/services
 
-run: $(BIN)/ordersys services
+# The whole system in one process on SQLite files: no servers needed.
+run: $(BIN)/ordersys
+	$(BIN)/ordersys doctor --embedded
+	$(BIN)/ordersys up --embedded --demo 10
+
+# Every service in a process of its own, over PostgreSQL, RabbitMQ and Redis.
+up: $(BIN)/ordersys services
 	$(BIN)/ordersys doctor
 	$(BIN)/ordersys up --demo 10
 

@@ -1,4 +1,13 @@
-"""``ordersys up``: every service of the bundled system in a process of its own."""
+"""``ordersys up``: every service in a process of its own, supervised.
+
+Each child is ``python -m <module> run <name>``. Its standard output is echoed
+with its name (``[orders] orders ready, ...``), except the lines every child
+prints alike while the servers are missing ("waiting for RabbitMQ at ..."),
+which are said once. A child that dies is restarted with backoff, up to a
+limit; one that gives up with an error line (``ordersys: error: ...``) stops
+everything, and that line is said once. Stopping signals every child at once
+and kills what is still alive at the deadline.
+"""
 
 from __future__ import annotations
 
@@ -8,89 +17,228 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import IO
 
-READY_TIMEOUT = 60.0
+from ordersys.errors import OrdersysError
+
+STOP_SECONDS = 3.0
+"""How long children get to stop before they are killed: within the 5 s in
+which Ctrl-C must stop a system, with room for a busy machine."""
+RESTARTS = 3
+"""How many times a child that dies is restarted within RESTART_WINDOW seconds."""
+RESTART_WINDOW = 60.0
+WAITING = "waiting for "
+ERROR = "ordersys: error: "
 
 _output = threading.Lock()
+_said_once: set[str] = set()
 
 
-def say(line: str) -> None:
+def say(line: str, stream: IO[str] | None = None) -> None:
     """Print one whole line: the children's echoed output and the launcher's own
     lines come from several threads and must not interleave within a line."""
+    stream = stream or sys.stdout
     with _output:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        stream.write(line + "\n")
+        stream.flush()
+
+
+def say_once(line: str) -> None:
+    """Print ``line`` unless it was said already (by any child)."""
+    with _output:
+        if line in _said_once:
+            return
+        _said_once.add(line)
+    say(line)
+
+
+class LaunchFailed(OrdersysError):
+    """A child gave up, or kept dying: the system was stopped."""
+
+    code = "launch_failed"
+
+
+def child_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """The children's environment: their logs pass through the launcher, so
+    they are told what the launcher's own terminal (or file) wants."""
+    env = dict(base)
+    terminal = sys.stderr.isatty()
+    env.setdefault("ORDERSYS_LOG_FORMAT", "console" if terminal else "json")
+    if terminal and not env.get("NO_COLOR"):
+        env.setdefault("FORCE_COLOR", "1")
+    return env
 
 
 @dataclass
 class Child:
+    """One service process, restarted in place when it dies."""
+
     name: str
-    process: subprocess.Popen[str]
+    command: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[str] | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    ready_line: str = ""
+    error: str = ""
+    deaths: list[float] = field(default_factory=list)
+    restart_at: float = 0.0
+    _readers: list[threading.Thread] = field(default_factory=list)
+
+    def spawn(self) -> None:
+        self.ready.clear()
+        self.error = ""
+        self.process = subprocess.Popen(
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+        self._readers = [
+            threading.Thread(target=self._echo, args=(self.process,), daemon=True),
+            threading.Thread(target=self._errors, args=(self.process,), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _echo(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.rstrip()
+            if line.startswith(WAITING):
+                say_once(line)
+                continue
+            say(f"[{self.name}] {line}")
+            if line.startswith(f"{self.name} ready"):
+                self.ready_line = line
+                self.ready.set()
+
+    def _errors(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.startswith(ERROR):
+                self.error = line[len(ERROR) :].rstrip()
+            else:
+                say(line.rstrip(), sys.stderr)
+
+    def exited(self) -> int | None:
+        """Its exit status once it has exited (and its output is read)."""
+        assert self.process is not None
+        status = self.process.poll()
+        if status is not None:
+            for reader in self._readers:
+                reader.join(1.0)
+        return status
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
 
-def start(names: Iterable[str], metrics_port: int = 0) -> list[Child]:
-    """Start ``ordersys run <name>`` for each service and wait until each is ready;
-    stops them all and raises ``RuntimeError`` naming the one that is not.
+class Children:
+    """The children of one ``ordersys up``."""
+
+    def __init__(self, children: list[Child]) -> None:
+        self.children = children
+
+    def ready_line(self, name: str) -> str:
+        return next(c.ready_line for c in self.children if c.name == name)
+
+    def supervise(self, now: float) -> None:
+        """Restart a child that died (with backoff); raise :class:`LaunchFailed`
+        for one that gave up, or died more than RESTARTS times in a window."""
+        for child in self.children:
+            if child.restart_at:
+                if now >= child.restart_at:
+                    child.restart_at = 0.0
+                    child.spawn()
+                continue
+            status = child.exited()
+            if status is None:
+                continue
+            if child.error:
+                raise LaunchFailed(child.error, service=child.name)
+            if status == 0:
+                msg = f"{child.name} stopped on its own; stopped the others"
+                raise LaunchFailed(msg, service=child.name)
+            child.deaths = [t for t in child.deaths if now - t < RESTART_WINDOW]
+            child.deaths.append(now)
+            if len(child.deaths) > RESTARTS:
+                msg = (
+                    f"{child.name} died {len(child.deaths)} times within "
+                    f"{RESTART_WINDOW:g} s (last exit status {status}); "
+                    "stopped everything"
+                )
+                raise LaunchFailed(msg, service=child.name)
+            delay = 2.0 ** (len(child.deaths) - 1)
+            say(f"{child.name} exited (status {status}); restarting in {delay:g} s")
+            child.restart_at = now + delay
+
+    def stop(self) -> None:
+        """SIGTERM every child at once; kill those still alive at the deadline."""
+        for child in self.children:
+            child.restart_at = 0.0
+            if child.alive():
+                assert child.process is not None
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for child in self.children:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+
+
+def start(
+    names: Iterable[str],
+    metrics_port: int = 0,
+    *,
+    stopping: threading.Event | None = None,
+    ready_timeout: float = 120.0,
+    module: str = "ordersys.shop.cli",
+) -> Children:
+    """Start ``python -m module run <name>`` for each service and wait until
+    each is ready, restarting one that dies; raises :class:`LaunchFailed`
+    (having stopped them all) when one gives up or is not ready in time.
     With ``metrics_port``, the services serve /metrics on it and the ports after."""
+    stopping = stopping or threading.Event()
     children = []
     for number, name in enumerate(names):
-        env = dict(os.environ)
+        env = child_environment(os.environ)
         if metrics_port:
             env["ORDERSYS_METRICS_PORT"] = str(metrics_port + number)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ordersys.shop.cli", "run", name],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        children.append(Child(name, process))
+        command = [sys.executable, "-m", module, "run", name]
+        children.append(Child(name, command, env))
+    started = Children(children)
     for child in children:
-        if not _ready(child):
-            stop(children)
-            msg = f"{child.name} did not start (exit code {child.process.poll()})"
-            raise RuntimeError(msg)
-    return children
+        child.spawn()
+    deadline = time.monotonic() + ready_timeout
+    try:
+        while not all(c.ready.is_set() for c in children):
+            if stopping.wait(0.1):
+                break
+            now = time.monotonic()
+            started.supervise(now)
+            if now > deadline:
+                late = ", ".join(c.name for c in children if not c.ready.is_set())
+                msg = f"not ready within {ready_timeout:g} s: {late}"
+                raise LaunchFailed(msg)
+    except BaseException:
+        started.stop()
+        raise
+    return started
 
 
-def _ready(child: Child) -> bool:
-    assert child.process.stdout is not None
-    found = threading.Event()
-
-    def read() -> None:
-        assert child.process.stdout is not None
-        for line in child.process.stdout:
-            say(f"[{child.name}] {line.rstrip()}")
-            if " ready" in line:
-                found.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not found.wait(0.1):
-        if child.process.poll() is not None or time.monotonic() > deadline:
-            return False
-    return True
+def watch(children: Children, stopping: threading.Event) -> None:
+    """Supervise ``children`` until ``stopping`` is set; raises
+    :class:`LaunchFailed` when one cannot be kept running."""
+    while not stopping.wait(0.2):
+        children.supervise(time.monotonic())
 
 
-def stop(children: list[Child]) -> None:
-    """SIGTERM every child, then wait for each (killing one that hangs)."""
-    for child in children:
-        if child.process.poll() is None:
-            child.process.send_signal(signal.SIGTERM)
-    for child in children:
-        try:
-            child.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            child.process.kill()
-            child.process.wait()
-
-
-def watch(children: list[Child], stopping: threading.Event) -> str | None:
-    """Block until ``stopping`` is set or a child exits; the name of a child that
-    exited on its own, if one did."""
-    while not stopping.wait(0.5):
-        for child in children:
-            if child.process.poll() is not None:
-                return child.name
-    return None
+def stop(children: Children) -> None:
+    children.stop()

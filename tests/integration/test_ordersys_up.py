@@ -1,26 +1,34 @@
 """`ordersys up` runs every service in a process of its own; `ordersys demo`
-places orders through them; Ctrl-C stops everything."""
+places orders through them; Ctrl-C stops everything, within 5 s, also under
+load; a server that is not there at start-up is waited for, and one that does
+not come is named in one line."""
 
 from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ordersys.settings import Settings
-from ordersys.shop.services import SERVICES
+from ordersys.shop.system import SHOP
 from tests.integration.test_transport_rabbitmq import delete_topology
+from tests.servers import PrivateRabbitMQ, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND = [sys.executable, "-m", "ordersys.shop.cli"]
+STOP_WITHIN = 5.0
 
 
 @pytest.fixture
@@ -37,20 +45,32 @@ def environment(pg_settings: Settings) -> Iterator[dict[str, str]]:
     delete_topology(prefix)
 
 
+Start = Callable[..., subprocess.Popen[str]]
+
+
 @pytest.fixture
-def up(environment: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """`ordersys up` in a process group of its own, always stopped afterwards."""
-    process = subprocess.Popen(
-        [*COMMAND, "up"],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    yield process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
+def start_up(environment: dict[str, str]) -> Iterator[Start]:
+    """Starts `ordersys up` in a process group of its own (standard error into
+    standard output); every group is killed afterwards."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, **env: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [*COMMAND, "up", *args],
+            cwd=ROOT,
+            env={**environment, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if alive_in_group(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
 
@@ -59,6 +79,7 @@ class Output:
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
         threading.Thread(target=self._read, args=(process,), daemon=True).start()
 
     def _read(self, process: subprocess.Popen[str]) -> None:
@@ -74,14 +95,63 @@ class Output:
             seen.append(line)
             if marker in line:
                 break
+        self.seen += seen
         return seen
 
+    def rest(self, within: float) -> list[str]:
+        return self.until("\0", within)
 
-def test_up_then_demo_then_ctrl_c(
-    up: subprocess.Popen[str], environment: dict[str, str]
-) -> None:
+
+def alive_in_group(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that have not exited (zombies have)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def command_lines(pids: list[int]) -> list[str]:
+    """What each of ``pids`` runs, for a failure message."""
+    shown = []
+    for pid in pids:
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        shown.append(" ".join(raw.decode().split("\0")[-3:]).strip())
+    return shown
+
+
+def exited_within(pgid: int, seconds: float) -> float | None:
+    """Seconds until every process of the group exited, or None if some were
+    still alive after ``seconds``."""
+    began = time.monotonic()
+    while alive_in_group(pgid):
+        if time.monotonic() - began > seconds:
+            return None
+        time.sleep(0.02)
+    return time.monotonic() - began
+
+
+def api_of(output: Output) -> str:
+    (banner,) = [line for line in output.until("API: ", within=10) if "API: " in line]
+    found = re.search(r"http://[0-9.]+:(\d+)", banner)
+    assert found is not None, banner
+    assert found.group(1) != "0"
+    return found.group(0)
+
+
+@pytest.mark.timeout(600)
+def test_up_then_demo_then_ctrl_c(start_up: Start, environment: dict[str, str]) -> None:
+    up = start_up("--metrics-port", "0")
     output = Output(up)
-    started = output.until("all services ready", within=90)
+    started = output.until("all services ready", within=300)
     demo = subprocess.run(
         [*COMMAND, "demo", "--orders", "8"],
         cwd=ROOT,
@@ -95,11 +165,156 @@ def test_up_then_demo_then_ctrl_c(
     stopped = output.until("all services stopped", within=60)
     up.wait(timeout=30)
 
-    assert started[-1] == f"all services ready: {', '.join(SERVICES)}\n"
-    assert sum(" ready, serving " in line for line in started) == len(SERVICES)
+    assert started[-1] == f"all services ready: {', '.join(SHOP.names)}\n"
+    assert sum(" ready, serving " in line for line in started) == len(SHOP.names)
     assert demo.returncode == 0, demo.stderr
     *_, summary, figures = demo.stdout.strip().splitlines()
     assert summary.startswith("8 orders: ")
     assert figures.startswith("notifications sent to the customer: 8; analytics: ")
     assert up.returncode == 0
     assert stopped[-1] == "all services stopped\n"
+
+
+def idle_keep_alive(api: str) -> socket.socket:
+    """A connection that made one request and stays open, idle."""
+    host, port = api.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=10)
+    connection.sendall(
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+    )
+    assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+    return connection
+
+
+class Load:
+    """Clients asking for products over keep-alive connections until stopped."""
+
+    def __init__(self, api: str, clients: int) -> None:
+        self.api = api
+        self.answered = 0
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._ask, daemon=True) for _ in range(clients)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _ask(self) -> None:
+        with httpx.Client(base_url=self.api, timeout=10) as client:
+            while not self.stopping.is_set():
+                try:
+                    client.get("/products")
+                except httpx.HTTPError:
+                    return  # the gateway is stopping
+                self.answered += 1
+
+    def wait_for(self, answers: int, within: float) -> None:
+        deadline = time.monotonic() + within
+        while self.answered < answers and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(15)
+
+
+@pytest.mark.timeout(600)  # seven processes start on a machine that may be busy
+def test_ctrl_c_under_load_with_idle_keep_alive_connections_stops_everything(
+    start_up: Start,
+) -> None:
+    up = start_up("--metrics-port", "0")
+    output = Output(up)
+    output.until("all services ready", within=300)
+    api = api_of(output)
+    idle = [idle_keep_alive(api) for _ in range(20)]
+    load = Load(api, clients=4)
+    load.wait_for(answers=50, within=30)
+
+    os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C sends
+    took = exited_within(up.pid, STOP_WITHIN)
+    left = command_lines(alive_in_group(up.pid))
+    load.stop()
+    for connection in idle:
+        connection.close()
+    up.wait(timeout=10)
+    said = "".join(output.rest(within=10))
+    print(said)
+
+    shown = "not within" if took is None else f"{took:.2f} s"
+    print(
+        f"every process exited {shown} after SIGINT, with {load.answered} "
+        f"requests answered and {len(idle)} idle keep-alive connections open"
+    )
+    assert took is not None, f"still alive after {STOP_WITHIN} s: {left}"
+    assert load.answered >= 50
+    assert up.returncode == 0
+    assert "Traceback" not in said
+
+
+UNREACHABLE = {
+    "RabbitMQ": lambda port: {
+        "ORDERSYS_RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{port}//"
+    },
+    "PostgreSQL": lambda port: {"ORDERSYS_POSTGRES_PORT": str(port)},
+}
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("server", sorted(UNREACHABLE))
+def test_a_server_that_is_not_there_is_waited_for_then_named_in_one_line(
+    start_up: Start, server: str
+) -> None:
+    port = free_port()  # nothing listens there
+    up = start_up(
+        "--metrics-port", "0", ORDERSYS_STARTUP_TIMEOUT="4", **UNREACHABLE[server](port)
+    )
+    output, _ = up.communicate(timeout=300)
+
+    address = f"127.0.0.1:{port}"
+    lines = output.splitlines()
+    print(output)
+    assert lines.count(f"waiting for {server} at {address}") == 1
+    (gave_up,) = [line for line in lines if line.startswith("ordersys: error:")]
+    assert gave_up.startswith(
+        f"ordersys: error: gave up waiting for {server} at {address} after 4 s"
+    )
+    assert up.returncode == 1
+    assert "Traceback" not in output
+
+
+@pytest.fixture
+def rabbitmq() -> Iterator[PrivateRabbitMQ]:
+    """A RabbitMQ node of the test's own, not started yet; removed afterwards
+    (with every queue and exchange the system declared on it)."""
+    node = PrivateRabbitMQ()
+    yield node
+    node.close()
+
+
+@pytest.mark.timeout(900)
+def test_rabbitmq_down_for_the_first_20_s_then_up_lets_every_service_start(
+    start_up: Start, rabbitmq: PrivateRabbitMQ
+) -> None:
+    up = start_up(
+        "--metrics-port",
+        "0",
+        ORDERSYS_RABBITMQ_URL=rabbitmq.url,
+        ORDERSYS_STARTUP_TIMEOUT="120",
+    )
+    output = Output(up)
+    waiting = output.until("waiting for RabbitMQ", within=60)
+    time.sleep(20)
+    rabbitmq.start()
+    started = output.until("all services ready", within=300)
+    os.killpg(up.pid, signal.SIGINT)
+    stopped = output.rest(within=30)
+    up.wait(timeout=30)
+
+    seen = "".join(waiting + started + stopped)
+    print(seen)
+    assert seen.count(f"waiting for RabbitMQ at 127.0.0.1:{rabbitmq.port}\n") == 1
+    assert started[-1] == f"all services ready: {', '.join(SHOP.names)}\n"
+    assert sum(" ready, serving " in line for line in started) == len(SHOP.names)
+    assert "Traceback" not in seen
+    assert up.returncode == 0

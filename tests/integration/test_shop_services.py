@@ -19,6 +19,7 @@ from ordersys import Conflict, InvalidInput
 from ordersys.service import Service
 from ordersys.settings import Settings
 from ordersys.shop.services import SERVICES
+from ordersys.shop.settings import load_shop_settings
 from ordersys.transport import Envelope
 from ordersys.transport.rabbitmq import KombuTransport
 from tests.integration.test_transport_rabbitmq import URL, delete_topology
@@ -35,8 +36,12 @@ def prefix() -> Iterator[str]:
 
 @pytest.fixture
 def shop(pg_settings: Settings, prefix: str) -> Iterator[KombuTransport]:
-    settings = pg_settings.model_copy(
-        update={"messaging_prefix": prefix, "saga_step_timeout": 10.0}
+    settings = load_shop_settings(
+        {
+            **pg_settings.model_dump(),
+            "messaging_prefix": prefix,
+            "saga_step_timeout": 10.0,
+        }
     )
     services: list[Service] = [
         build(settings, KombuTransport(URL, prefix=prefix))

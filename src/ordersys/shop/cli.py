@@ -1,34 +1,98 @@
-"""The ``ordersys`` command line."""
+"""The ``ordersys`` command line.
+
+Every command prints what it did on standard output; an error is one line
+``ordersys: error: ...`` on standard error, never a traceback, with exit
+status 2 for a bad command line or setting and 1 for anything else.
+"""
 
 from __future__ import annotations
 
-import argparse
+import logging
 import os
+import re
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from eventsourcing.persistence import OperationalError
 
 from ordersys import __version__, launcher
-from ordersys.doctor import run_checks
-from ordersys.errors import OrdersysError
+from ordersys.datadir import check_data_dir
+from ordersys.doctor import Check, run_checks
+from ordersys.errors import InfrastructureUnavailable, InvalidInput, OrdersysError
 from ordersys.messaging import cli as dlq
 from ordersys.observability.logs import configure_logging
 from ordersys.observability.tracing import configure_tracing, shutdown_tracing
-from ordersys.settings import address_of, load_settings
+from ordersys.service import Service
+from ordersys.settings import address_of
+from ordersys.shop import admin_command, projections_command
 from ordersys.shop.demo import run_demo
-from ordersys.shop.services import SERVICES
-from ordersys.transport.rabbitmq import KombuTransport
+from ordersys.shop.gateway.composition import GatewayService
+from ordersys.shop.settings import ShopSettings, load_shop_settings
+from ordersys.shop.system import SHOP
+from ordersys.shop.teardown_command import teardown
+from ordersys.startup import servers_needed, when_available
+from ordersys.terminal import console
+
+app = typer.Typer(
+    name="ordersys",
+    help="ordersys: event sourcing and order management.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(dlq.app, name="dlq")
+app.add_typer(admin_command.app, name="admin")
+app.add_typer(projections_command.app, name="projections")
+app.command()(teardown)
 
 
-def doctor(_: argparse.Namespace) -> int:
-    """Print which infrastructure is reachable, with versions."""
-    settings = load_settings()
-    checks = run_checks(settings)
+def _version(value: bool) -> None:
+    if value:
+        console.print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Say it."),
+    ] = False,
+) -> None:
+    """ordersys: event sourcing and order management."""
+
+
+def _print_checks(checks: list[Check]) -> None:
     width = max(len(c.server) for c in checks)
     for check in checks:
-        status = "ok  " if check.ok else "DOWN"
-        print(f"{status} {check.server:<{width}}  {check.address:<22} {check.detail}")
+        status = "[green]ok  [/]" if check.ok else "[bold red]DOWN[/]"
+        line = f"{check.server:<{width}}  {check.address:<22} {check.detail}"
+        console.print(status, end=" ")
+        console.print(line, markup=False)
+
+
+@app.command()
+def doctor(
+    embedded: Annotated[
+        bool,
+        typer.Option(help="Check the embedded mode's data directory instead."),
+    ] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="The data directory [ORDERSYS_DATA_DIR].")
+    ] = None,
+) -> int:
+    """Check the servers, or the embedded mode's data directory."""
+    settings = load_shop_settings()
+    if embedded or settings.persistence == "sqlite":
+        checks = [check_data_dir(data_dir or Path(settings.data_dir))]
+    else:
+        checks = run_checks(settings)
+    _print_checks(checks)
     return 0 if all(c.ok for c in checks) else 1
 
 
@@ -39,117 +103,243 @@ def stop_on_signals(stopping: threading.Event) -> None:
         signal.signal(signum, lambda *_: stopping.set())
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run one service of the bundled system until SIGTERM or Ctrl-C."""
-    settings = load_settings()
-    configure_logging(settings.log_level, service=args.service)
-    if settings.otlp_endpoint:
-        configure_tracing(args.service, settings.otlp_endpoint)
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _start_service(name: str, settings: ShopSettings) -> Service:
+    """Build and start ``name`` once the servers it needs answer; what it
+    started is stopped again if it cannot start."""
+    from ordersys.transport.rabbitmq import KombuTransport
+
+    for server in servers_needed(settings):
+        server.check()
     transport = KombuTransport(settings.rabbitmq_url, prefix=settings.messaging_prefix)
-    service = SERVICES[args.service](settings, transport)
+    try:
+        service = SHOP.service(name, settings, transport)
+    except BaseException as e:
+        transport.close()
+        raise _named(e, settings) from None
+    try:
+        service.start()
+    except BaseException as e:
+        service.stop()
+        raise _named(e, settings) from None
+    return service
+
+
+def _unraisable_as_a_log_line(unraisable: Any) -> None:
+    """An error in a finalizer (a half-built service's connection pool being
+    collected after a failed start) as one log line, not a traceback."""
+    logging.getLogger("ordersys.shop.cli").warning(
+        "%s: %r", unraisable.err_msg or "ignored", unraisable.exc_value
+    )
+
+
+def _named(error: BaseException, settings: ShopSettings) -> BaseException:
+    """The event store's "no connection" (a busy or restarting PostgreSQL) as
+    the server it is, so that it is waited for like a refused connection."""
+    if isinstance(error, OperationalError):
+        reason = str(error).strip().splitlines()[-1:] or ["no connection"]
+        return InfrastructureUnavailable(
+            "PostgreSQL", settings.postgres_address, reason[0]
+        )
+    return error
+
+
+def ready_line(service: Service) -> str:
+    """What a started service says; the gateway adds where it listens (the port
+    it was given, when ORDERSYS_GATEWAY_PORT is 0)."""
+    line = f"{service.name} ready, serving {len(service.handled())} message types"
+    if isinstance(service, GatewayService):
+        line += f" at {service.url}"
+    return line
+
+
+@app.command()
+def run(
+    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SHOP.names)}.")],
+) -> int:
+    """Run one service, waiting for the servers it needs at start-up."""
+    if service not in SHOP.names:
+        msg = f"no service {service!r}; one of: {', '.join(SHOP.names)}"
+        raise InvalidInput(msg, field="service")
+    settings = load_shop_settings()
+    configure_logging(settings.log_level, settings.log_format, service=service)
+    if settings.otlp_endpoint:
+        configure_tracing(service, settings.otlp_endpoint)
+    sys.unraisablehook = _unraisable_as_a_log_line
     stopping = threading.Event()
     stop_on_signals(stopping)
-    with service:
-        print(f"{service.name} ready, serving {len(service.handled())} message types")
-        sys.stdout.flush()
+    started = when_available(
+        lambda: _start_service(service, settings),
+        timeout=settings.startup_timeout,
+        stopping=stopping,
+        say=say,
+    )
+    if started is None:
+        return 0
+    try:
+        say(ready_line(started))
         stopping.wait()
-    shutdown_tracing()
-    print(f"{service.name} stopped")
-    return 0
+    finally:
+        started.stop()
+        shutdown_tracing()
+    say(f"{started.name} stopped")
+    return _leave_at_once()
 
 
-def up(args: argparse.Namespace) -> int:
-    """Run every service, each in its own process, until SIGTERM or Ctrl-C."""
-    settings = load_settings()
-    stopping = threading.Event()
-    stop_on_signals(stopping)
-    children = launcher.start(SERVICES, metrics_port=args.metrics_port)
+def _leave_at_once() -> NoReturn:
+    """Exit now that everything has stopped: what is left is the interpreter's
+    finalization (connection pools still referenced closed one by one, the
+    modules of the whole shop collected), which can take seconds on a busy
+    machine, past the 5 s in which Ctrl-C must stop a system."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _banner(settings: ShopSettings, api: str, metrics_port: int) -> None:
     rabbitmq = address_of(settings.rabbitmq_url)
-    launcher.say(f"all services ready: {', '.join(SERVICES)}")
     launcher.say(
         f"RabbitMQ {rabbitmq} (prefix {settings.messaging_prefix}), "
         f"PostgreSQL {settings.postgres_address}/{settings.postgres_dbname}"
     )
-    if "gateway" in SERVICES:
+    launcher.say(f"API: {api} (OpenAPI and Swagger UI at /docs)")
+    if metrics_port:
+        last = metrics_port + len(SHOP.names) - 1
         launcher.say(
-            f"API: http://{settings.gateway_host}:{settings.gateway_port} "
-            "(OpenAPI and Swagger UI at /docs)"
-        )
-    if args.metrics_port:
-        last = args.metrics_port + len(SERVICES) - 1
-        launcher.say(
-            f"metrics: http://127.0.0.1:{args.metrics_port}..{last}/metrics "
-            f"({', '.join(SERVICES)})"
+            f"metrics: http://127.0.0.1:{metrics_port}..{last}/metrics "
+            f"({', '.join(SHOP.names)})"
         )
     launcher.say("try `ordersys demo` in another terminal; Ctrl-C stops everything")
+
+
+def _demo_in_background(orders: int) -> None:
+    def place() -> None:
+        try:
+            demo(orders)
+        except OrdersysError as e:
+            launcher.say(f"ordersys: error: the demo stopped: {e.message}", sys.stderr)
+
+    threading.Thread(target=place, name="demo", daemon=True).start()
+
+
+def _up_embedded(
+    settings: ShopSettings, data_dir: Path, orders: int, stopping: threading.Event
+) -> int:
+    # Imported on use: the embedded mode is composed in a module of its own.
+    from ordersys.shop.embedded import run_embedded
+
+    def ready(url: str) -> None:
+        launcher.say(f"all services ready (embedded, data in {data_dir})")
+        launcher.say(f"API: {url} (OpenAPI and Swagger UI at /docs)")
+        launcher.say("Ctrl-C stops everything")
+
+    run_embedded(settings, data_dir, stopping=stopping, ready=ready, demo_orders=orders)
+    launcher.say("all services stopped")
+    return _leave_at_once()
+
+
+@app.command()
+def up(
+    demo_orders: Annotated[
+        int, typer.Option("--demo", metavar="N", min=0, help="Then place N orders.")
+    ] = 0,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            metavar="PORT", min=0, help="First port of the services' /metrics; 0: none."
+        ),
+    ] = 9101,
+    embedded: Annotated[
+        bool,
+        typer.Option(
+            help="Everything in this process, on SQLite files, with no servers."
+        ),
+    ] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="The embedded mode's files [ORDERSYS_DATA_DIR]."),
+    ] = None,
+) -> int:
+    """Run every service (each in a process, or all in one with --embedded)."""
+    settings = load_shop_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    stopping = threading.Event()
+    stop_on_signals(stopping)
+    if embedded:
+        directory = data_dir or Path(settings.data_dir)
+        return _up_embedded(settings, directory, demo_orders, stopping)
+    children = launcher.start(
+        SHOP.names,
+        metrics_port=metrics_port,
+        stopping=stopping,
+        # Each child gives up on its own after the start-up timeout; this bound
+        # is for one that hangs, and leaves room for slow imports on a busy host.
+        ready_timeout=settings.startup_timeout + 180,
+    )
     try:
-        if args.demo:
-            demo(argparse.Namespace(orders=args.demo))
-        died = launcher.watch(children, stopping)
+        if stopping.is_set():
+            return 0
+        launcher.say(f"all services ready: {', '.join(SHOP.names)}")
+        api = re.search(r"http://\S+", children.ready_line("gateway"))
+        _banner(settings, api.group(0) if api else "(unknown)", metrics_port)
+        if demo_orders:
+            _demo_in_background(demo_orders)
+        launcher.watch(children, stopping)
+    except launcher.LaunchFailed:
+        if not stopping.is_set():
+            raise
     finally:
         launcher.stop(children)
-    if died:
-        print(
-            f"ordersys: error: {died} stopped on its own; stopped the others",
-            file=sys.stderr,
-        )
-        return 1
     launcher.say("all services stopped")
-    return 0
+    return _leave_at_once()
 
 
-def demo(args: argparse.Namespace) -> int:
+@app.command("demo")
+def demo(
+    orders: Annotated[int, typer.Option(min=0, help="How many orders.")] = 10,
+) -> int:
     """Seed products and place orders through the running services."""
-    settings = load_settings()
+    from ordersys.transport.rabbitmq import KombuTransport
+
+    settings = load_shop_settings()
     transport = KombuTransport(settings.rabbitmq_url, prefix=settings.messaging_prefix)
     try:
-        run_demo(transport, args.orders)
+        run_demo(transport, orders)
     finally:
         transport.close()
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ordersys", description="ordersys: event sourcing and order management"
-    )
-    parser.add_argument("--version", action="version", version=__version__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "doctor", help="check that PostgreSQL, RabbitMQ and Redis are reachable"
-    ).set_defaults(func=doctor)
-    runner = commands.add_parser("run", help="run one service of the bundled system")
-    runner.add_argument("service", choices=sorted(SERVICES), help="which one")
-    runner.set_defaults(func=run)
-    everything = commands.add_parser("up", help="run every service, each in a process")
-    everything.add_argument(
-        "--demo", type=int, default=0, metavar="N", help="then place N demo orders"
-    )
-    everything.add_argument(
-        "--metrics-port",
-        type=int,
-        default=9101,
-        metavar="PORT",
-        help="first port of the services' /metrics (default 9101; 0: none)",
-    )
-    everything.set_defaults(func=up)
-    demo_parser = commands.add_parser(
-        "demo", help="place demo orders on running services"
-    )
-    demo_parser.add_argument("--orders", type=int, default=10)
-    demo_parser.set_defaults(func=demo)
-    dlq.add_commands(commands)
-    return parser
+def _error(message: str) -> None:
+    print(f"ordersys: error: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status."""
+    command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        configure_logging(load_settings().log_level)
-        code: int = args.func(args)
-    except OrdersysError as e:
-        print(f"ordersys: error: {e.message}", file=sys.stderr)
+        settings = load_shop_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        result = command.main(args=args, prog_name="ordersys", standalone_mode=False)
+    except typer.Exit as e:  # --help, --version
+        return e.exit_code
+    except typer.TyperException as e:  # a bad command line: exit status 2
+        _error(e.format_message())
+        return e.exit_code
+    except typer.Abort:  # Ctrl-C or end of input at a prompt
+        _error("aborted")
+        return 130
+    except InvalidInput as e:
+        _error(e.message)
         return 2
+    except OrdersysError as e:
+        _error(e.message)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -157,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # nothing more can be said, and that is no error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    return code
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

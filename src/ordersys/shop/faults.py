@@ -16,6 +16,7 @@ from uuid import UUID
 
 from ordersys.processes import CommandSender
 from ordersys.settings import Settings
+from ordersys.shop.settings import ShopSettings
 
 logger = logging.getLogger("ordersys.shop.faults")
 
@@ -30,8 +31,12 @@ POINTS = {
 
 
 def crash_point(settings: Settings, point: str) -> None:
-    """SIGKILL this process if ``point`` is one of ``settings.crash_at``."""
-    if point in settings.crash_at:
+    """SIGKILL this process if ``point`` is one of ``settings.crash_at``.
+
+    ``settings`` are an application's: one built with the framework's settings
+    alone (a test's, say) has no crash points.
+    """
+    if isinstance(settings, ShopSettings) and point in settings.crash_at:
         logger.warning("crash point %s reached: killing this process", point)
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -43,7 +48,7 @@ class CrashingSender:
     def __init__(
         self,
         inner: CommandSender,
-        settings: Settings,
+        settings: ShopSettings,
         service: str,
         steps: dict[str, str],
     ) -> None:
