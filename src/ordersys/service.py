@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ordersys import operations
 from ordersys.application import Application
 from ordersys.commands import CommandBus
+from ordersys.extras import installed
 from ordersys.middleware import database_outage_middleware, logging_middleware
-from ordersys.observability.metrics import (
-    MetricsServer,
-    metrics_middleware,
-    serve_metrics,
-    service_registry,
-)
 from ordersys.queries import QueryBus
 from ordersys.settings import Settings
 from ordersys.transport import Transport, serve_bus
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from ordersys.observability.metrics import MetricsServer
 
 logger = logging.getLogger("ordersys.service")
 
@@ -54,12 +55,13 @@ class Service:
     metrics: MetricsServer | None = None
 
     def __post_init__(self) -> None:
-        self.registry = service_registry(self.applications, self.workers)
-        measure = metrics_middleware(self.registry)
+        self.registry: CollectorRegistry | None = None
         outage = database_outage_middleware(self.settings.postgres_address)
         for bus in (self.commands, self.queries):
             bus.add_middleware(outage)
-            bus.add_middleware(measure)
+        if installed("observability"):
+            self._measure()
+        operations.install(self)
 
     def start(self) -> None:
         """Run the workers, then answer requests (and metrics, on
@@ -67,6 +69,9 @@ class Service:
         for worker in self.workers:
             worker.start()
         if self.settings.metrics_port:
+            # MissingExtra here, not at creation, without prometheus-client.
+            from ordersys.observability.metrics import serve_metrics
+
             self.metrics = serve_metrics(
                 self.settings.metrics_port,
                 self.settings.metrics_host,
@@ -75,6 +80,17 @@ class Service:
         serve_bus(self.transport, self.name, self.commands, self.queries)
         self.started = True
         logger.info("%s is serving %s", self.name, sorted(self.handled()))
+
+    def _measure(self) -> None:
+        """Count and time what the buses handle, in a registry of this service's
+        own. Only with prometheus-client (the observability extra): without it
+        a service measures nothing."""
+        from ordersys.observability.metrics import metrics_middleware, service_registry
+
+        self.registry = service_registry(self.applications, self.workers)
+        measure = metrics_middleware(self.registry)
+        for bus in (self.commands, self.queries):
+            bus.add_middleware(measure)
 
     def handled(self) -> list[str]:
         return [*self.commands.message_types, *self.queries.message_types]

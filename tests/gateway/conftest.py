@@ -20,10 +20,10 @@ from psycopg import sql
 
 from ordersys.persistence.database import connect, ensure_database
 from ordersys.service import Service
-from ordersys.settings import Settings, load_settings
 from ordersys.shop.gateway.composition import GatewayService
 from ordersys.shop.gateway.composition import build as build_gateway
 from ordersys.shop.services import SERVICES
+from ordersys.shop.settings import ShopSettings, load_shop_settings
 from ordersys.transport import Envelope
 from ordersys.transport.rabbitmq import KombuTransport
 from tests.conftest import TEST_DATABASE
@@ -51,7 +51,7 @@ class System:
     """The running system: its settings, the gateway's URL, a transport to the
     services (for what the API does not do, e.g. making the first admin)."""
 
-    settings: Settings
+    settings: ShopSettings
     gateway: GatewayService
     transport: KombuTransport
     clients: list[httpx.Client] = field(default_factory=list)
@@ -121,8 +121,8 @@ class System:
         return {"product_id": product_id, "sku": sku}
 
 
-def system_settings(schema: str, prefix: str, **overrides: Any) -> Settings:
-    return load_settings(
+def system_settings(schema: str, prefix: str, **overrides: Any) -> ShopSettings:
+    return load_shop_settings(
         {
             "postgres_dbname": TEST_DATABASE,
             "postgres_schema": schema,
@@ -140,7 +140,7 @@ def system_settings(schema: str, prefix: str, **overrides: Any) -> Settings:
     )
 
 
-def start_gateway(settings: Settings) -> GatewayService:
+def start_gateway(settings: ShopSettings) -> GatewayService:
     transport = KombuTransport(settings.rabbitmq_url, prefix=settings.messaging_prefix)
     gateway = build_gateway(settings, transport)
     assert isinstance(gateway, GatewayService)
@@ -184,7 +184,7 @@ def system() -> Iterator[System]:
             )
 
 
-def forget_keys(settings: Settings) -> None:
+def forget_keys(settings: ShopSettings) -> None:
     """Delete the Redis keys of a test's cache prefix."""
     client = redis.Redis.from_url(settings.redis_url)
     keys = list(client.scan_iter(f"{settings.cache_prefix}:*", count=1000))

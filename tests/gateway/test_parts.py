@@ -10,10 +10,10 @@ import jwt
 import pytest
 
 from ordersys.errors import InvalidInput, Unauthenticated
-from ordersys.settings import load_settings
 from ordersys.shop.gateway.auth import Tokens, secret_of
 from ordersys.shop.gateway.composition import build
 from ordersys.shop.gateway.metrics import UNMATCHED, Routes
+from ordersys.shop.settings import load_shop_settings
 from ordersys.transport.memory import MemoryTransport
 
 KEY = b"k" * 64
@@ -61,13 +61,13 @@ def test_tokens_of_another_algorithm_or_key_are_refused() -> None:
 
 
 def test_the_signing_key_comes_from_settings_and_must_be_long() -> None:
-    given = secret_of(load_settings({"jwt_secret": "s" * 32}))
-    random_one = secret_of(load_settings({"jwt_secret": ""}))
+    given = secret_of(load_shop_settings({"jwt_secret": "s" * 32}))
+    random_one = secret_of(load_shop_settings({"jwt_secret": ""}))
 
     assert given == b"s" * 32
     assert len(random_one) == 32
     with pytest.raises(InvalidInput, match="32 characters"):
-        secret_of(load_settings({"jwt_secret": "short"}))
+        secret_of(load_shop_settings({"jwt_secret": "short"}))
 
 
 def test_paths_are_counted_by_their_route_template() -> None:
@@ -85,7 +85,7 @@ def test_a_port_in_use_is_refused_naming_the_setting() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        settings = load_settings(
+        settings = load_shop_settings(
             {
                 "persistence": "memory",
                 "jwt_secret": "s" * 32,

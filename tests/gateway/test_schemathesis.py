@@ -22,8 +22,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ordersys.settings import load_settings
 from ordersys.shop.gateway.app import create_app
+from ordersys.shop.settings import load_shop_settings
 from ordersys.transport.memory import MemoryTransport
 from tests.gateway.conftest import System, User
 
@@ -40,7 +40,7 @@ def operations() -> list[tuple[str, str, GenerationMode]]:
     """Every operation of the document (read from an app that serves nothing),
     with valid input, and with invalid input where it takes any."""
     app = create_app(
-        load_settings({"persistence": "memory", "jwt_secret": "x" * 32}),
+        load_shop_settings({"persistence": "memory", "jwt_secret": "x" * 32}),
         MemoryTransport(),
     )
     found = []

@@ -2,35 +2,38 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
-import redis.asyncio as aioredis
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
-from kombu.connection import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.responses import Response
 
 from ordersys import __version__
-from ordersys.errors import InfrastructureUnavailable
-from ordersys.settings import Settings, address_of
-from ordersys.shop.gateway import admin, orders, problems, products, users
+from ordersys.shop.gateway import (
+    admin,
+    console,
+    docs,
+    health,
+    openapi,
+    orders,
+    problems,
+    products,
+    users,
+)
 from ordersys.shop.gateway.auth import Tokens, secret_of
 from ordersys.shop.gateway.backend import Backend
 from ordersys.shop.gateway.batching import Batched
-from ordersys.shop.gateway.context import Gateway, gateway
+from ordersys.shop.gateway.context import Gateway
 from ordersys.shop.gateway.fastpath import CachedOrderReads
 from ordersys.shop.gateway.idempotency import IdempotencyMiddleware
 from ordersys.shop.gateway.metrics import HttpMetricsMiddleware
 from ordersys.shop.gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from ordersys.shop.gateway.models import Health
 from ordersys.shop.gateway.ratelimit import RateLimitMiddleware, RateLimits
+from ordersys.shop.gateway.state import in_redis, open_state
+from ordersys.shop.settings import ShopSettings
 from ordersys.transport import Transport
-from ordersys.transport.rabbitmq import KombuTransport
 
 DESCRIPTION = """\
 The public API of ordersys' order-management system.
@@ -46,19 +49,17 @@ pass it as `after_position` to a read to see that write.
 
 
 def create_app(
-    settings: Settings,
+    settings: ShopSettings,
     transport: Transport,
     *,
     services: Sequence[str] | None = None,
     registry: CollectorRegistry | None = None,
 ) -> FastAPI:
     """The gateway in front of ``transport``'s services. ``services`` are those
-    ``/health/ready`` requires to be consuming (default: every bundled one);
+    ``/health/ready`` requires to answer (default: every bundled one);
     ``registry`` gets the HTTP metrics, served at ``/metrics``."""
     registry = registry if registry is not None else CollectorRegistry()
-    redis = aioredis.Redis.from_url(
-        settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-    )
+    redis = open_state(settings)
     tokens = Tokens(
         secret_of(settings), settings.jwt_access_seconds, settings.jwt_refresh_seconds
     )
@@ -77,20 +78,27 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by docs.install, from this process instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.gateway = state
     app.state.tokens = tokens
     app.state.services = services
+    app.state.registry = registry
     problems.install(app)
     for router in (users.router, products.router, orders.router, admin.router):
         app.include_router(router)
-    app.include_router(_health())
+    app.include_router(console.router)
+    app.include_router(health.router)
+    docs.install(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     # Added innermost first: a request meets them in the reverse order.
+    app.add_middleware(console.OrderRequests, redis=redis, prefix=state.prefix)
     app.add_middleware(
         IdempotencyMiddleware, redis=redis, tokens=tokens, prefix=settings.cache_prefix
     )
@@ -99,12 +107,13 @@ def create_app(
         batched, tokens, settings.rate_limit_per_minute, settings.cache_prefix
     )
     app.add_middleware(RateLimitMiddleware, limits=limits)
-    app.add_middleware(
-        CachedOrderReads,
-        tokens=tokens,
-        limits=limits,
-        cache_prefix=settings.cache_prefix,
-    )
+    if in_redis(settings):  # the documents it reads are in Redis
+        app.add_middleware(
+            CachedOrderReads,
+            tokens=tokens,
+            limits=limits,
+            cache_prefix=settings.cache_prefix,
+        )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -129,115 +138,7 @@ def create_app(
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         FastAPIInstrumentor.instrument_app(app, excluded_urls="health/,metrics")
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     templates = [*app.openapi()["paths"], "/metrics"]
     app.add_middleware(HttpMetricsMiddleware, registry=registry, templates=templates)
     return app
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title,
-            version=app.version,
-            description=app.description,
-            routes=app.routes,
-        )
-        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
-            problems.PROBLEM_SCHEMA
-        )
-        for path, operations in schema["paths"].items():
-            for operation in operations.values():
-                _document_problems(path, operation)
-        app.openapi_schema = schema
-    return app.openapi_schema
-
-
-def _document_problems(path: str, operation: dict[str, Any]) -> None:
-    """Every problem an operation can answer, in its ``responses``: those of
-    every request, and those its body, token, role and path parameters add."""
-    statuses = [422, 429, 500, 503, 504]
-    if "requestBody" in operation:
-        statuses += [400, 413]
-    if operation.get("security"):
-        statuses.append(401)
-    if path.startswith("/admin/"):
-        statuses.append(403)
-    if "{" in path:
-        statuses.append(404)
-    responses = operation.setdefault("responses", {})
-    for status, entry in problems.responses(*statuses).items():
-        responses.setdefault(str(status), entry)
-    # FastAPI's own 422 schema is not what the gateway answers.
-    responses["422"] = problems.responses(422)[422]
-
-
-def _health() -> Any:
-    from fastapi import APIRouter
-
-    router = APIRouter(prefix="/health", tags=["health"])
-
-    @router.get("/live", response_model=Health, summary="The gateway is running")
-    async def live() -> Any:
-        return {"status": "ok", "checks": {}}
-
-    @router.get(
-        "/ready",
-        response_model=Health,
-        summary="Redis, RabbitMQ and every service can be reached",
-        responses=problems.responses(503),
-    )
-    async def ready(request: Request) -> Any:
-        gw = gateway(request)
-        checks: dict[str, str] = {}
-        try:
-            await gw.redis.ping()
-            checks["redis"] = "ok"
-        except Exception as e:
-            checks["redis"] = f"down: {e}"
-        services = request.app.state.services
-        checks.update(await gw.backend.run(_broker_checks, gw.settings, services))
-        down = {k: v for k, v in checks.items() if v != "ok"}
-        if down:
-            summary = ", ".join(f"{k} {v}" for k, v in down.items())
-            return problems.problem_response(
-                request.scope, 503, f"not ready: {summary}", checks=checks
-            )
-        return {"status": "ok", "checks": checks}
-
-    return router
-
-
-def _broker_checks(
-    settings: Settings, services: Sequence[str] | None
-) -> dict[str, str]:
-    """RabbitMQ answers, and each service's request queue has a consumer."""
-    if services is None:
-        from ordersys.shop.services import SERVICES
-
-        services = [name for name in SERVICES if name != "gateway"]
-    checks: dict[str, str] = {}
-    try:
-        with Connection(settings.rabbitmq_url, connect_timeout=2) as connection:  # type: ignore[no-untyped-call]
-            connection.ensure_connection(max_retries=1)
-            checks["rabbitmq"] = "ok"
-            transport = KombuTransport(
-                settings.rabbitmq_url, prefix=settings.messaging_prefix
-            )
-            for service in services:
-                name = transport.service_queue(service).name
-                channel = connection.channel()
-                try:
-                    _, _, consumers = channel.queue_declare(name, passive=True)
-                    checks[service] = "ok" if consumers else "down: no consumer"
-                except Exception:
-                    checks[service] = "down: no queue"
-                finally:
-                    with contextlib.suppress(Exception):
-                        channel.close()
-    except Exception as e:
-        unavailable = InfrastructureUnavailable(
-            "RabbitMQ", address_of(settings.rabbitmq_url), str(e)
-        )
-        checks["rabbitmq"] = f"down: {unavailable.message}"
-    return checks

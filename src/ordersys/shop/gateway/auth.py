@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import Scope
 
 from ordersys.errors import Forbidden, InvalidInput, Unauthenticated
-from ordersys.settings import Settings
+from ordersys.shop.settings import ShopSettings
 
 logger = logging.getLogger("ordersys.shop.gateway")
 
@@ -48,7 +48,7 @@ class Principal:
         return self.role == "admin"
 
 
-def secret_of(settings: Settings) -> bytes:
+def secret_of(settings: ShopSettings) -> bytes:
     """The signing key: ``jwt_secret``, or a random one for this process."""
     secret = settings.jwt_secret.get_secret_value()
     if not secret:

@@ -11,36 +11,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from kombu.connection import Connection
-
 from ordersys.errors import InfrastructureUnavailable, RequestTimeout
-from ordersys.settings import address_of
+from ordersys.shop.routes import service_for
 from ordersys.transport import Envelope, Transport
-from ordersys.transport.rabbitmq import KombuTransport
 
 T = TypeVar("T")
-
-ROUTES = {
-    "user": "users",
-    "product": "catalog",
-    "products": "catalog",
-    "order": "orders",
-    "orders": "orders",
-    "payment": "payments",
-    "notifications": "notifications",
-    "analytics": "analytics",
-}
-"""Which service answers the messages whose type starts with each word."""
-
 
 DOWN_MEMORY = 10.0
 """Seconds a service found down is checked before each call to it, instead of
 waiting a whole timeout for a reply that cannot come."""
-
-
-def service_for(message_type: str) -> str:
-    word = message_type.split(".", 1)[0]
-    return ROUTES.get(word, word)
 
 
 class Backend:
@@ -74,25 +53,15 @@ class Backend:
     def _down(self, service: str) -> InfrastructureUnavailable:
         return InfrastructureUnavailable(
             f"the {service} service",
-            address_of(getattr(self.transport, "url", "RabbitMQ")),
+            self.transport.address,
             "no instance of it is running",
         )
 
     def is_down(self, service: str) -> bool:
-        """True if nothing consumes ``service``'s request queue (told apart
-        from a slow service only after a timeout, so that it costs nothing
-        on the way of a reply)."""
-        if not isinstance(self.transport, KombuTransport):
-            return False
-        queue = self.transport.service_queue(service).name
-        try:
-            url = self.transport.url
-            with Connection(url, connect_timeout=2) as connection:  # type: ignore[no-untyped-call]
-                channel = connection.channel()
-                _, _, consumers = channel.queue_declare(queue, passive=True)
-        except Exception:
-            return True  # no queue: the service never ran
-        return not consumers
+        """True if nothing answers ``service``'s requests (told apart from a
+        slow service only after a timeout, so that it costs nothing on the way
+        of a reply)."""
+        return not self.transport.is_served(service)
 
     async def run(self, function: Any, *args: Any) -> Any:
         """Run a blocking ``function(*args)`` on the gateway's threads."""

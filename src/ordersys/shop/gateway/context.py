@@ -11,17 +11,17 @@ import redis.asyncio as aioredis
 from fastapi import Request
 from redis.exceptions import RedisError
 
-from ordersys.settings import Settings
 from ordersys.shop.gateway.auth import Tokens
 from ordersys.shop.gateway.backend import Backend
 from ordersys.shop.gateway.batching import Batched
 from ordersys.shop.gateway.models import Written
 from ordersys.shop.gateway.problems import request_id_of
+from ordersys.shop.settings import ShopSettings
 
 
 @dataclass
 class Gateway:
-    settings: Settings
+    settings: ShopSettings
     backend: Backend
     redis: aioredis.Redis
     tokens: Tokens

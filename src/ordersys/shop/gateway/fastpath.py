@@ -31,7 +31,8 @@ from ordersys.shop.orders.projections import OrderDetails
 _PATH = re.compile(
     r"^/orders/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
 )
-_QUERY = re.compile(rb"^(?:after_position=(\d{1,18}))?$")
+# A position as the route takes it (from 1); anything else is the route's to refuse.
+_QUERY = re.compile(rb"^(?:after_position=([1-9]\d{0,17}))?$")
 _FIELDS = tuple(Order.model_fields)
 ROUTE = "/orders/{order_id}"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 Status = Literal[
     "PENDING", "SUBMITTED", "CONFIRMED", "CANCELLED", "SHIPPED", "DELIVERED"
@@ -31,12 +31,17 @@ def _out(*examples: dict[str, Any]) -> ConfigDict:
 # -- users and tokens ---------------------------------------------------------
 
 
+# The users service's rule for an email address, spelled so that Python's and
+# pydantic's regular expressions agree on it (their \s differ on \x1c-\x1f).
+EMAIL_PATTERN = r"^[^@\s\x1c-\x1f]+@[^@\s\x1c-\x1f]+\.[^@\s\x1c-\x1f]+$"
+
+
 class Registration(BaseModel):
     model_config = _examples(
         {"email": _EMAIL, "name": "Ann Smith", "password": "correct horse battery"}
     )
 
-    email: str = Field(min_length=3, max_length=254)
+    email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
     name: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=8, max_length=200)
 
@@ -219,7 +224,7 @@ class NewOrder(BaseModel):
     )
 
     items: list[Item] = Field(default_factory=list, max_length=100)
-    submit: bool = Field(
+    submit: StrictBool = Field(
         False, description="Check out at once (else add items, then submit)."
     )
 
@@ -302,7 +307,9 @@ class Payment(BaseModel):
 
     order_id: UUID
     amount_cents: int
-    status: str
+    status: str = Field(
+        description="NONE (not taken yet), PENDING, CAPTURED, DECLINED or REFUNDED."
+    )
     provider_reference: str | None = None
     reason: str | None = None
     version: int

@@ -21,7 +21,7 @@ from uuid import UUID, uuid5
 from fastapi import APIRouter, Depends, Query, Request, Response
 from redis.exceptions import RedisError
 
-from ordersys.errors import BusinessRuleViolation, Conflict, InvalidInput, NotFound
+from ordersys.errors import BusinessRuleViolation, InvalidInput, NotFound
 from ordersys.shop.catalog.projections import ProductCatalog
 from ordersys.shop.gateway.auth import Principal, current_user
 from ordersys.shop.gateway.context import (
@@ -98,29 +98,45 @@ async def own_order(
     user: Principal,
     after_position: int | None = None,
 ) -> dict[str, Any]:
-    """The caller's order, or 404 (also for another customer's)."""
+    """The caller's order, or 404 (also for another customer's). One the
+    caller placed a moment ago is read at the position of that write, so that
+    the order its Location names is found even before its read model has it."""
     try:
         doc = await read_order(request, order_id, after_position)
     except NotFound:
-        raise not_found(order_id) from None
+        placed = await placed_here(gateway(request), order_id)
+        if placed is None or placed[0] != user.subject or placed[1] is None:
+            raise not_found(order_id) from None
+        doc = await read_order(request, order_id, placed[1])
     if doc.get("customer_id") != user.subject:
         raise not_found(order_id)
     return doc
 
 
+def owner_key(gw: Gateway, order_id: UUID | str) -> str:
+    return f"{gw.prefix}:owner:{order_id}"
+
+
+async def placed_here(gw: Gateway, order_id: UUID) -> tuple[str, int | None] | None:
+    """Who placed the order through the gateway, and the position of that
+    write; None if the gateway does not remember (or Redis does not answer)."""
+    try:
+        raw = cast(bytes | None, await gw.batched.call("GET", owner_key(gw, order_id)))
+    except RedisError:
+        return None
+    if raw is None:
+        return None
+    owner, _, position = raw.decode().partition(" ")
+    return owner, int(position) if position.isdigit() else None
+
+
 async def check_owner(request: Request, order_id: UUID, user: Principal) -> None:
     """404 unless the caller owns the order. The gateway remembers who placed
     the orders it created (the read model may not have them yet)."""
-    gw = gateway(request)
-    try:
-        owner = cast(
-            bytes | None, await gw.batched.call("GET", f"{gw.prefix}:owner:{order_id}")
-        )
-    except RedisError:
-        owner = None
-    if owner is None:
+    placed = await placed_here(gateway(request), order_id)
+    if placed is None:
         await own_order(request, order_id, user)
-    elif owner.decode() != user.subject:
+    elif placed[0] != user.subject:
         raise not_found(order_id)
 
 
@@ -210,20 +226,19 @@ async def place_order(
     }
     order_id = idempotent_id(request)
     if order_id is not None:
+        # A retry whose first answer was lost gets the first one's (the orders
+        # service places nothing twice under one id).
         command["order_id"] = str(order_id)
-    try:
-        result = written(await call(request, "order.create", **command))
-    except Conflict:
-        if order_id is None:
-            raise
-        # A retry of a request whose first answer was lost (a timeout, a
-        # restart): the order was placed then, under this very id.
-        result = Written(id=order_id, version=2 if body.submit else 1)
+    result = written(await call(request, "order.create", **command))
     gw = gateway(request)
     # Without it, the read model answers for the order once it has caught up.
     with contextlib.suppress(RedisError):
         await gw.batched.call(
-            "SET", f"{gw.prefix}:owner:{result.id}", user.subject, "EX", OWNER_SECONDS
+            "SET",
+            owner_key(gw, result.id),
+            f"{user.subject} {result.position or ''}",
+            "EX",
+            OWNER_SECONDS,
         )
     response.headers["Location"] = f"/orders/{result.id}"
     return result
@@ -366,11 +381,27 @@ async def cancel(
     "/orders/{order_id}/payment",
     response_model=Payment,
     summary="The payment of one of my orders",
+    description="Status `NONE` until the order saga takes the payment.",
     responses=READ,
 )
 async def payment(order_id: UUID, request: Request, user: Principal = CUSTOMER) -> Any:
     await check_owner(request, order_id, user)
-    return await call(request, "payment.get", order_id=str(order_id))
+    try:
+        return await call(request, "payment.get", order_id=str(order_id))
+    except NotFound:
+        # The order is the caller's: its payment is not there yet.
+        order = await own_order(request, order_id, user)
+        return no_payment(order)
+
+
+def no_payment(order: dict[str, Any]) -> dict[str, Any]:
+    """The payment of an order the order saga has not charged (yet)."""
+    return {
+        "order_id": order["order_id"],
+        "amount_cents": order["total_cents"],
+        "status": "NONE",
+        "version": 0,
+    }
 
 
 @router.get(

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import Scope, Send
 
 from ordersys.errors import OrdersysError
@@ -166,8 +167,27 @@ def from_validation(request: Request, error: RequestValidationError) -> Response
 
 def from_http(request: Request, error: HTTPException) -> Response:
     headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
     return problem_response(
         request.scope, error.status_code, str(error.detail), headers=headers or None
+    )
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method of the request's path. (Starlette's 405 names those of the
+    first route of the path only, and a path has a route per method.)"""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in routes
+        )
     )
 
 
