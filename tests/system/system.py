@@ -84,12 +84,19 @@ class ServiceProcess:
         self.process.wait()
 
     def stop(self) -> None:
+        self.terminate()
+        self.wait_stopped(time.monotonic() + 20)
+
+    def terminate(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+
+    def wait_stopped(self, deadline: float) -> None:
+        """Wait until the process has exited, killing it at ``deadline``."""
+        try:
+            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.kill()
         self.log.close()
 
 
@@ -154,9 +161,14 @@ class System:
         return self.processes[name].process.poll() is not None
 
     def stop(self) -> None:
+        """Stop every service at once: each has what it needs to stop cleanly
+        (its own connections), so there is nothing to wait for in between."""
         self.client.close()
-        for process in reversed(self.processes.values()):
-            process.stop()
+        for process in self.processes.values():
+            process.terminate()
+        deadline = time.monotonic() + 20
+        for process in self.processes.values():
+            process.wait_stopped(deadline)
 
     def call(self, service: str, message_type: str, **body: Any) -> Any:
         envelope = Envelope.new(message_type, body)
