@@ -37,7 +37,16 @@ typecheck: $(BIN)/ordersys
 test: $(BIN)/ordersys services lint typecheck
 	$(BIN)/pytest
 
+# bench system's load comes from wrk (it refuses to run without): installed
+# here when missing and we may, as .ci/run does.
 bench: $(BIN)/ordersys services
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing wrk"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends wrk >/dev/null; }; \
+	  else echo "wrk is not installed (bench system needs it)"; fi; }
 	$(BIN)/python -m bench eventstore
 	$(BIN)/python -m bench messaging
 	$(BIN)/python -m bench gateway

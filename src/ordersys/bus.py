@@ -7,7 +7,8 @@ timing, metrics and tracing hook in without touching handlers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from ordersys.errors import HandlerNotFound
@@ -31,7 +32,10 @@ class MessageBus(Generic[M]):
 
     def __init__(self, middleware: Iterable[Middleware] = ()) -> None:
         self._handlers: dict[type[Message], Handler] = {}
+        self._by_name: dict[str, type[Message]] = {}
         self._middleware: list[Middleware] = list(middleware)
+        # Each handler wrapped in the middleware, built on first dispatch.
+        self._chains: dict[type[Message], Next] = {}
 
     def register(self, message_type: type[T], handler: Callable[[T], Any]) -> None:
         """Route ``message_type`` to ``handler``; a second handler is an error.
@@ -44,6 +48,7 @@ class MessageBus(Generic[M]):
             msg = f"{message_type.__name__} already has a handler"
             raise ValueError(msg)
         self._handlers[message_type] = handler
+        self._by_name[message_type.message_type] = message_type
 
     def handles(self, message_type: type[M]) -> Callable[[H], H]:
         """Decorator form of :meth:`register`."""
@@ -57,23 +62,28 @@ class MessageBus(Generic[M]):
     def add_middleware(self, middleware: Middleware) -> None:
         """Add an outermost middleware (it sees the message first)."""
         self._middleware.insert(0, middleware)
+        self._chains.clear()
 
     @property
-    def message_types(self) -> dict[str, type[Message]]:
-        """Registered message types by their wire name."""
-        return {t.message_type: t for t in self._handlers}
+    def message_types(self) -> Mapping[str, type[Message]]:
+        """Registered message types by their wire name (looked up for every
+        message a service receives: a view, not a new dictionary)."""
+        return MappingProxyType(self._by_name)
 
     def dispatch(self, message: M) -> Any:
         """Run ``message`` through the middleware to its handler."""
-        handler = self._handlers.get(type(message))
-        if handler is None:
-            raise HandlerNotFound(
-                f"no handler for {type(message).message_type}",
-                message_type=type(message).message_type,
-            )
-        call: Next = handler
-        for middleware in reversed(self._middleware):
-            call = _bind(middleware, call)
+        call = self._chains.get(type(message))
+        if call is None:
+            handler = self._handlers.get(type(message))
+            if handler is None:
+                raise HandlerNotFound(
+                    f"no handler for {type(message).message_type}",
+                    message_type=type(message).message_type,
+                )
+            call = handler
+            for middleware in reversed(self._middleware):
+                call = _bind(middleware, call)
+            self._chains[type(message)] = call
         return call(message)
 
 

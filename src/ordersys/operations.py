@@ -210,7 +210,7 @@ class Operations:
             "state": _state_of(runner),
             "rebuild": None
             if rebuilding is None
-            else {"position": rebuilding.view.max_tracking_id(app.name) or 0},
+            else {"position": runner.rebuilt_position},
             "error": None if runner.last_error is None else repr(runner.last_error),
             "last_rebuild": self.rebuilt.get(runner.namespace),
         }
@@ -291,7 +291,7 @@ class Operations:
         runner, saga = self._saga(saga_id)
         known = {i: (s, b, e) for i, s, b, e in _index(runner, runner.clock())}
         state, began, ended = known.get(saga_id, (saga.status, None, None))
-        history = [e for _, e in _events_of(runner.manager, [saga_id])]
+        history = _saga_history(runner, saga_id)
         failed = failed_compensations(history) if saga.is_finished else []
         return {
             "service": self.service.name,
@@ -321,7 +321,7 @@ class Operations:
 
     def retry_compensation(self, command: RetryCompensation) -> dict[str, Any]:
         runner, saga = self._saga(command.saga_id)
-        history = [e for _, e in _events_of(runner.manager, [saga.id])]
+        history = _saga_history(runner, saga.id)
         failed = failed_compensations(history)
         if not saga.is_finished or not failed:
             msg = f"saga {saga.id} has no failed compensation to send again"
@@ -509,6 +509,15 @@ def _saga_summary(
         }
     )
     return summary
+
+
+def _saga_history(runner: ProcessRunner, saga_id: UUID) -> list[Any]:
+    """A saga's changes one by one, from the events that record its steps."""
+    return [
+        change
+        for _, domain_event in _events_of(runner.manager, [saga_id])
+        for change in Saga.history_of(domain_event)
+    ]
 
 
 def failed_compensations(history: list[Any]) -> list[Saga.CommandIssued]:

@@ -1,17 +1,20 @@
 """Process managers (sagas) with durable state, commands and deadlines.
 
 A saga is an aggregate: its state changes are events, so it survives any
-crash. A :class:`ProcessManager` is an ``eventsourcing`` event-sourced
-projection: it reacts to other applications' events by changing sagas, and
-records those changes together with the position of the event that caused
-them, atomically. Nothing is missed or handled twice after a restart.
+crash; each handling of a saga (a start, its replies in a batch, a deadline)
+is recorded as one event listing its changes. A :class:`ProcessManager` is an
+``eventsourcing`` event-sourced projection: it reacts to other applications'
+events by changing sagas, and records those changes together with the
+position of the event that caused them, atomically. Nothing is missed or
+handled twice after a restart.
 
 Sagas do not call other services. They record *commands to issue*
-(``CommandIssued`` events); the :class:`ProcessRunner` sends them through a
-:class:`CommandSender` and records the reply in the saga, again atomically with
-its position in the manager's own sequence. A crash between sending and
-recording resends the command with the same command id, so receivers must be
-idempotent (a natural key such as an order id does it).
+(``CommandIssued`` changes); the :class:`ProcessRunner` sends them through a
+:class:`CommandSender`, a batch at a time, and records the replies in the
+sagas, again atomically with its position in the manager's own sequence. A
+crash between sending and recording resends the command with the same
+command id, so receivers must be idempotent (a natural key such as an order
+id does it).
 
 A saga can set a *deadline*: if it is still pending when it falls due, the
 runner fires it (``on_deadline``), whether or not any event ever arrives.
@@ -23,22 +26,26 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter as CounterOf
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import ProcessingEvent
-from eventsourcing.domain import AggregateCreated
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.domain import AggregateCreated, CanMutateAggregate, decorated_funcs
+from eventsourcing.persistence import (
+    Notification,
+    RecordConflictError,
+    Recording,
+    Tracking,
+)
 from eventsourcing.projection import EventSourcedProjection
 from pydantic_core import to_jsonable_python
 
 from ordersys.aggregates import Aggregate, event
-from ordersys.application import Application
+from ordersys.application import Application, VersionConflict
 from ordersys.clock import now as clock_now
 from ordersys.commands import Command, CommandBus
 from ordersys.errors import (
@@ -49,13 +56,16 @@ from ordersys.errors import (
     RequestTimeout,
     error_from_dict,
 )
-from ordersys.observability.tracing import carrier_of, current_carrier, span, stamp
+from ordersys.observability.tracing import TRACE_FIELD, carrier_of, span, stamp
 from ordersys.outages import Outages, server_of
 
 logger = logging.getLogger("ordersys.processes")
 
 S = TypeVar("S", bound="Saga")
 Clock = Callable[[], datetime]
+
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 
 
 def utc_now() -> datetime:
@@ -69,6 +79,52 @@ def saga_id(saga_type: type[Saga], key: object) -> UUID:
     return uuid5(NAMESPACE_URL, f"ordersys:saga:{saga_type.__qualname__}:{key}")
 
 
+_CHANGE_CLASSES: dict[type[Saga], dict[str, type[Any]]] = {}
+
+
+def _change_classes(saga_class: type[Saga]) -> dict[str, type[Any]]:
+    """The event classes a saga's changes are named by: each event class on
+    the saga class or a base, by its name, the one its ``@event`` method
+    triggers first (the library copies a base's event classes into each
+    subclass, and only the original calls the method)."""
+    found = _CHANGE_CLASSES.get(saga_class)
+    if found is None:
+        found = {}
+        for klass in reversed(saga_class.__mro__):
+            for name, value in vars(klass).items():
+                if (
+                    isinstance(value, type)
+                    and issubclass(value, CanMutateAggregate)
+                    and (name not in found or value in decorated_funcs)
+                ):
+                    found[name] = value
+        _CHANGE_CLASSES[saga_class] = found
+    return found
+
+
+def _as_event(
+    event_class: type[Any],
+    originator_id: UUID,
+    version: int,
+    timestamp: datetime,
+    change: dict[str, Any],
+) -> Any:
+    """The event a change of a saga's step would have been on its own, made
+    as the library makes stored events (not validated again)."""
+    replayed = _new_object(event_class)
+    _set_attribute(
+        replayed,
+        "__dict__",
+        {
+            **change["fields"],
+            "originator_id": originator_id,
+            "originator_version": version,
+            "timestamp": timestamp,
+        },
+    )
+    return replayed
+
+
 class Saga(Aggregate):
     """The durable state of one process instance, identified by its ``key``
     (what correlates it: an order id, say).
@@ -78,6 +134,14 @@ class Saga(Aggregate):
     state in a later event instead). Those hooks, and the methods a process
     manager calls, use :meth:`issue`, :meth:`set_deadline`,
     :meth:`cancel_deadline`, :meth:`complete` and :meth:`fail`.
+
+    Each handling (a start, the replies to this saga in one batch, a deadline
+    falling due) is recorded as *one* event, however many changes it made:
+    the changes the saga's methods make (its own ``@event`` methods'
+    included) are applied at once and gathered, and collecting the saga's
+    events turns them into a :class:`Stepped` event, or into its ``Started``
+    event while that is not yet recorded. Replaying that event applies the
+    same changes in the same order.
     """
 
     class CommandIssued(Aggregate.Event):
@@ -104,21 +168,136 @@ class Saga(Aggregate):
         status: str
         reason: str
 
+    class Stepped(Aggregate.Event):
+        """One handling of the saga: each change it made, in order, as
+        ``{"event": <the change's event class name>, "fields": {...}}``."""
+
+        changes: list[dict[str, Any]]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._replay(self.changes, self.originator_version, self.timestamp)
+
     @classmethod
     def create_id(cls, key: str) -> UUID:
         return saga_id(cls, key)
 
     @event("Started")
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, changes: list[dict[str, Any]] | None = None) -> None:
         self.key = key
         self.awaiting: dict[str, str] = {}
         self.deadlines: dict[str, datetime] = {}
         self.status = "running"
         self.reason = ""
+        self._changes: list[dict[str, Any]] | None = None
+        self._changed_at = self.created_on
+        if changes:
+            self._replay(changes, self.version, self.created_on)
 
     @property
     def is_finished(self) -> bool:
         return self.status != "running"
+
+    @property
+    def now(self) -> datetime:
+        """The time of the handling under way, which its event records: a
+        deadline set from it is the one the saga's history shows."""
+        self._open()
+        return self._changed_at
+
+    def trigger_event(
+        self, event_class: type[CanMutateAggregate[UUID]], **kwargs: Any
+    ) -> None:
+        # A change is validated and applied as it happens, and kept for the
+        # handling's one event.
+        changes = self._open()
+        change = cast(Any, event_class)(
+            originator_id=self.id,
+            originator_version=self.version + 1,
+            timestamp=self._changed_at,
+            **kwargs,
+        )
+        change.apply(self)
+        changes.append({"event": event_class.__name__, "fields": kwargs})
+
+    def collect_events(self) -> Sequence[CanMutateAggregate[UUID]]:
+        self._close()
+        return super().collect_events()
+
+    def _open(self) -> list[dict[str, Any]]:
+        if self._changes is None:
+            self._changes = []
+            if not self._unrecorded_start():
+                self._changed_at = clock_now()
+        return self._changes
+
+    def _unrecorded_start(self) -> AggregateCreated | None:
+        pending = self._pending_events
+        if self.version == 1 and len(pending) == 1:
+            start = pending[0]
+            if isinstance(start, AggregateCreated):
+                return start
+        return None
+
+    def _close(self) -> None:
+        changes, self._changes = self._changes, None
+        if not changes:
+            return
+        start = self._unrecorded_start()
+        if start is not None:
+            self._pending_events[0] = replace(cast(Any, start), changes=changes)
+            return
+        stepped = cast(Any, self.Stepped)(
+            originator_id=self.id,
+            originator_version=self.version + 1,
+            timestamp=self._changed_at,
+            changes=changes,
+        )
+        # Its changes are applied already: only the version moves on.
+        self.version = stepped.originator_version
+        self.modified_on = stepped.timestamp
+        self._pending_events.append(stepped)
+
+    def _replay(
+        self, changes: list[dict[str, Any]], version: int, timestamp: datetime
+    ) -> None:
+        for change in changes:
+            name = change["event"]
+            change_class = _change_classes(type(self)).get(name)
+            if change_class is None:
+                msg = f"{type(self).__qualname__} has no event {name!r} to replay"
+                raise TypeError(msg)
+            _as_event(change_class, self.id, version, timestamp, change).apply(self)
+
+    @classmethod
+    def history_of(cls, domain_event: Any) -> list[Any]:
+        """What a stored saga event records, as the events of the base
+        class's changes one by one (a ``CommandIssued``, a ``ReplyReceived``,
+        a ``DeadlineSet``...), in order, after the ``Started`` event itself;
+        a subclass's own changes are left out. Any other event (one recorded
+        before sagas recorded a step as one event, say) is its own history."""
+        changes = getattr(domain_event, "changes", None)
+        if not changes or not isinstance(
+            domain_event, (Saga.Stepped, AggregateCreated)
+        ):
+            return [domain_event]
+        history = [] if isinstance(domain_event, Saga.Stepped) else [domain_event]
+        base = _change_classes(Saga)
+        trace = carrier_of(domain_event)
+        for change in changes:
+            change_class = base.get(change["event"])
+            if change_class is None:
+                continue
+            replayed = _as_event(
+                change_class,
+                domain_event.originator_id,
+                domain_event.originator_version,
+                domain_event.timestamp,
+                change,
+            )
+            if trace is not None:
+                _set_attribute(replayed, TRACE_FIELD, trace)
+            history.append(replayed)
+        return history
 
     def issue(self, command: Command) -> UUID:
         """Record ``command`` to be sent; returns its command id."""
@@ -127,7 +306,8 @@ class Saga(Aggregate):
     def reissue(self, message_type: str, payload: dict[str, Any]) -> UUID:
         """Record a command to be sent from its wire form (an operator's retry
         of one that failed, say); returns its command id."""
-        command_id = uuid5(self.id, f"command:{self.version + 1}")
+        changes = self._open()
+        command_id = uuid5(self.id, f"command:{self.version + 1}:{len(changes)}")
         self._command_issued(command_id, message_type, payload)
         return command_id
 
@@ -216,28 +396,74 @@ class Saga(Aggregate):
 
 
 class Parked(Aggregate):
-    """An upstream event a process manager could not handle, kept with the
-    reason so that one bad event never stops every other saga."""
+    """An upstream event a process manager could not handle, or a command it
+    could not send (``command``, its id), kept with the reason so that one
+    bad event never stops every other saga."""
 
     @classmethod
-    def create_id(cls, application: str, position: int) -> UUID:
-        return uuid5(NAMESPACE_URL, f"ordersys:parked:{application}:{position}")
+    def create_id(cls, application: str, position: int, command: str = "") -> UUID:
+        where = f"{application}:{position}" + (f":{command}" if command else "")
+        return uuid5(NAMESPACE_URL, f"ordersys:parked:{where}")
 
     @event("Parked")
-    def __init__(self, application: str, position: int, error: str) -> None:
+    def __init__(
+        self, application: str, position: int, error: str, command: str = ""
+    ) -> None:
         self.application = application
         self.position = position
         self.error = error
+        self.command = command
+
+
+Outcome = Any
+"""A command's result, or the exception it failed with, as a value."""
+
+Batch = Sequence[tuple[str, dict[str, Any], UUID]]
+"""Commands to send: message type, payload, command id."""
 
 
 class CommandSender(Protocol):
     """Sends a command to whoever handles it and returns the reply's result,
     or raises the handler's typed error. ``command_id`` is stable across
-    resends, for receivers that deduplicate."""
+    resends, for receivers that deduplicate.
+
+    A sender may also have ``send_many(batch)`` (:class:`BatchSender`), which
+    the runner then sends each round's commands with."""
 
     def send(
         self, command_type: str, payload: dict[str, Any], command_id: UUID
     ) -> Any: ...
+
+
+class BatchSender(CommandSender, Protocol):
+    """A :class:`CommandSender` that sends a whole batch at once and waits
+    for the replies together: each command's result, or its error as a value
+    (a typed refusal, :class:`~ordersys.errors.RequestTimeout` when no reply
+    came in time, :class:`~ordersys.errors.InfrastructureUnavailable` when
+    the broker cannot be reached), in the batch's order."""
+
+    def send_many(self, batch: Batch) -> list[Any | OrdersysError]: ...
+
+
+def send_batch(sender: CommandSender, batch: Batch) -> list[Outcome]:
+    """Each command's outcome: with the sender's ``send_many`` if it has one,
+    else one ``send`` after the other. An exception the sender raises is the
+    outcome of every command it was sending."""
+    if not batch:
+        return []
+    many = getattr(sender, "send_many", None)
+    if many is not None:
+        try:
+            return list(many(batch))
+        except Exception as e:
+            return [e] * len(batch)
+    outcomes: list[Outcome] = []
+    for command_type, payload, command_id in batch:
+        try:
+            outcomes.append(sender.send(command_type, payload, command_id))
+        except Exception as e:
+            outcomes.append(e)
+    return outcomes
 
 
 class BusSender:
@@ -261,14 +487,21 @@ class BusSender:
 FINISHED_KEPT = 10_000
 """How many finished sagas a runner remembers (for the console's lists)."""
 
+SAGAS_KEPT = 10_000
+"""How many sagas a process manager keeps in memory between handlings."""
+
 TRANSIENT = (InfrastructureUnavailable, RequestTimeout, Conflict)
 """Errors worth retrying: the receiver may answer differently next time."""
+
+RECORD_ATTEMPTS = 3
+"""How often replies are recorded again, on sagas read afresh, when a saga
+changed under the manager's copy of it (an operator's action, say)."""
 
 
 @dataclass(frozen=True)
 class Reply:
     """The reply to a command a saga issued: a result or a typed error, and the
-    trace context of the send. A command whose sending kept failing with an
+    trace context of the command. A command whose sending kept failing with an
     unexpected exception is ``parked`` instead (the reason); its saga gets no
     reply, and its deadline decides."""
 
@@ -280,64 +513,176 @@ class Reply:
     parked: str = ""
 
 
+def commands_in(domain_event: Any) -> list[Saga.CommandIssued]:
+    """The commands a stored saga event issued, in order."""
+    return [
+        change
+        for change in Saga.history_of(domain_event)
+        if isinstance(change, Saga.CommandIssued)
+    ]
+
+
 class ProcessManager(Application, EventSourcedProjection[UUID]):
     """An application of sagas that follows other applications' events.
 
     Subclasses implement ``policy(domain_event, processing_event)``: load or
     start sagas with :meth:`saga`, call their methods, and collect them with
     ``processing_event.collect_events(saga)``.
+
+    The sagas it handles stay in memory (up to :data:`SAGAS_KEPT`), each as
+    recorded last: the next reply needs no reading of the saga's events. A
+    write that finds a saga changed by someone else (a :class:`Conflict`:
+    the store checks each event's version) and any failed handling forget
+    them, and they are read again.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._sagas: OrderedDict[UUID, Saga] = OrderedDict()
+        self.recordings = 0
+        """How many times events were recorded here, by any writer: a runner
+        that saw none since it last looked has nothing new to read."""
+        super().__init__(*args, **kwargs)
 
     def handle(self, domain_event: Any, tracking: Tracking) -> bool:
         """Apply the policy to ``domain_event``; record what it changed with
         ``tracking``, atomically. An event that changes no saga records nothing
         (the runner records how far it got once per batch); False then."""
         processing_event = ProcessingEvent[UUID](tracking=tracking)
-        self.policy(domain_event, processing_event)
-        if not processing_event.events:
-            return False
-        self._record(processing_event)
+        try:
+            self.policy(domain_event, processing_event)
+            if not processing_event.events:
+                return False
+            self._record(processing_event)
+        except BaseException:
+            self.forget_sagas()  # the policy may have changed some, unrecorded
+            raise
         self._take_snapshots(processing_event)
         return True
+
+    def gather(self, domain_event: Any, batch: ProcessingEvent[UUID]) -> None:
+        """Apply the policy to ``domain_event``, adding what it changed to
+        ``batch``, for :meth:`record` to record with other events' changes.
+        The sagas it changed are kept as changed: a later event of the batch
+        finds them so. Whoever gathers must record the batch, or call
+        :meth:`forget_sagas`."""
+        processing_event = ProcessingEvent[UUID]()
+        self.policy(domain_event, processing_event)
+        stamp(processing_event.events)  # in the span of the event that caused them
+        batch.events.extend(processing_event.events)
+        for aggregate in processing_event.aggregates.values():
+            batch.aggregates[aggregate.id] = aggregate
+            if isinstance(aggregate, Saga):
+                self._keep(aggregate)
+
+    def record(self, batch: ProcessingEvent[UUID], tracking: Tracking) -> None:
+        """Record what :meth:`gather` gathered, with ``tracking``, atomically."""
+        batch.tracking = tracking
+        try:
+            self._record(batch)
+        except BaseException:
+            self.forget_sagas()
+            raise
+        self._take_snapshots(batch)
 
     def saga(self, saga_type: type[S], key: object) -> S | None:
         """The ``saga_type`` saga for ``key``, or None if it was never started."""
         try:
-            return self.get(saga_type, saga_id(saga_type, key))
+            found = self.load_saga(saga_id(saga_type, key))
         except OrdersysError:
             return None
+        return found if isinstance(found, saga_type) else None
+
+    def load_saga(self, saga_id_: UUID) -> Saga:
+        """The saga ``saga_id_``, from memory if it is there; changes made to
+        it must be recorded (or :meth:`forget_sagas` called)."""
+        saga = self._sagas.get(saga_id_)
+        if saga is not None:
+            self._sagas.move_to_end(saga_id_)
+            return saga
+        loaded: Saga = self.repository.get(saga_id_)
+        self._keep(loaded)
+        return loaded
+
+    def forget_sagas(self) -> None:
+        """Read every saga again from the store when next needed."""
+        self._sagas.clear()
+
+    def _keep(self, saga: Saga) -> None:
+        self._sagas[saga.id] = saga
+        self._sagas.move_to_end(saga.id)
+        if len(self._sagas) > SAGAS_KEPT:
+            self._sagas.popitem(last=False)
 
     def start_saga(self, saga_type: type[S], key: object) -> S:
         """A new saga for ``key`` (its id is derived from the key)."""
         return saga_type(key=str(key))
 
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        try:
+            recordings = super()._record(processing_event)
+        except RecordConflictError as e:
+            self.forget_sagas()
+            if isinstance(e, Conflict):
+                raise
+            # A saga written by someone else since it was read, or started twice.
+            raise VersionConflict(
+                "a saga was changed by someone else; read it again and retry"
+            ) from e
+        finally:
+            self.recordings += 1
+        for aggregate in processing_event.aggregates.values():
+            if isinstance(aggregate, Saga):
+                self._keep(aggregate)  # as recorded: the next handling starts here
+        return recordings
+
     def record_replies(self, replies: Sequence[Reply], tracking: Tracking) -> None:
         """Record the replies to commands issued earlier, in their order, and
-        ``tracking``, in one transaction. What a saga does on a reply stays in
-        the trace of the command it answers (the reply's ``trace``)."""
+        ``tracking``, in one transaction: one event for each saga, whatever
+        number of replies it got. What a saga does on its replies stays in
+        the trace of the first command they answer (the reply's ``trace``)."""
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                self._record_replies(replies, tracking)
+            except Conflict:
+                if attempt == RECORD_ATTEMPTS:
+                    raise
+                continue  # the sagas are read afresh, and the replies applied again
+            except BaseException:
+                self.forget_sagas()
+                raise
+            return
+
+    def _record_replies(self, replies: Sequence[Reply], tracking: Tracking) -> None:
         sagas: dict[UUID, Saga] = {}
-        events: list[Any] = []
+        traces: dict[UUID, dict[str, str]] = {}
+        parked: list[Parked] = []
         for reply in replies:
             issued = reply.command
             if reply.parked:
-                parked = Parked(
-                    application=self.name, position=reply.position, error=reply.parked
+                parked.append(
+                    Parked(
+                        application=self.name,
+                        position=reply.position,
+                        error=reply.parked,
+                        command=str(issued.command_id),
+                    )
                 )
-                events.extend(parked.collect_events())
                 continue
             saga = sagas.get(issued.originator_id)
             if saga is None:
-                saga = sagas[issued.originator_id] = self.repository.get(
+                saga = sagas[issued.originator_id] = self.load_saga(
                     issued.originator_id
                 )
+                traces[saga.id] = reply.trace
             saga.receive_reply(
                 issued.command_id, to_jsonable_python(reply.result), reply.error
             )
-            caused = saga.collect_events()
-            stamp(caused, reply.trace)
-            events.extend(caused)
         processing_event = ProcessingEvent[UUID](tracking=tracking)
-        processing_event.collect_events(*events)
+        for saga in sagas.values():
+            collected = len(processing_event.events)
+            processing_event.collect_events(saga)
+            stamp(processing_event.events[collected:], traces[saga.id])
+        processing_event.collect_events(*parked)
         self._record(processing_event)
 
     def park(self, tracking: Tracking, error: BaseException) -> None:
@@ -374,6 +719,12 @@ class ProcessRunner:
     :class:`~ordersys.errors.RequestTimeout`. A server that cannot be reached
     (:func:`~ordersys.outages.server_of`) counts toward neither: ``run_once``
     raises it, and the thread waits with backoff until the server is back.
+
+    The runner is the only writer of its manager's tracking records, so it
+    keeps its positions in memory (read once, and again after a failed
+    round); and it reads the manager's events only when something was
+    recorded there since it last looked (:attr:`ProcessManager.recordings`):
+    a round with nothing to do reads each upstream application once.
     """
 
     def __init__(
@@ -385,7 +736,6 @@ class ProcessRunner:
         clock: Clock = utc_now,
         max_attempts: int = 5,
         batch_size: int = 100,
-        concurrency: int = 16,
     ) -> None:
         self.manager = manager
         self.upstream = list(upstream)
@@ -393,7 +743,12 @@ class ProcessRunner:
         self.clock = clock
         self.max_attempts = max_attempts
         self.batch_size = batch_size
-        self._deadlines: dict[tuple[UUID, str], datetime] = {}
+        self._deadlines: dict[UUID, dict[str, datetime]] = {}
+        """The pending deadlines of each saga, by name."""
+        # The manager's events one of its readers (the dispatcher, the index)
+        # decoded and the other has yet to read, by position.
+        self._for_index: dict[int, Any] = {}
+        self._for_dispatch: dict[int, Any] = {}
         self._started: dict[UUID, datetime] = {}
         self.finished: dict[UUID, tuple[str, datetime | None, datetime]] = {}
         """The latest finished sagas (bounded): status, start and end."""
@@ -402,10 +757,13 @@ class ProcessRunner:
         self.on_finished: Callable[[str, float], None] | None = None
         """Called with a saga's final status and its duration in seconds."""
         self._indexed_position = 0
+        self._positions: dict[str, int] = {}
+        # The manager's recordings when the dispatcher and the index last
+        # read everything there was (None: there may be more to read).
+        self._dispatched_at: int | None = None
+        self._indexed_at: int | None = None
         self._attempts: dict[tuple[str, int], int] = {}
-        # Commands of different sagas are sent at once: a reply takes a round
-        # trip to another service, and the runner would otherwise wait out each.
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="saga-send")
+        self._send_attempts: dict[UUID, int] = {}
         self.outages = Outages(f"process {manager.name}")
         """The servers the runner is waiting for: an outage parks no event
         and times out no command, however long it lasts."""
@@ -418,9 +776,18 @@ class ProcessRunner:
         work was done (0 when idle); raises the outage a command met, once
         the rest of the round is done."""
         self._outage = None
-        work = sum(self._follow(app) for app in self.upstream)
-        work += self._dispatch_commands()
-        work += self._fire_due_deadlines()
+        try:
+            work = sum(self._follow(app) for app in self.upstream)
+            work += self._dispatch_commands()
+            work += self._fire_due_deadlines()
+        except BaseException:
+            # What a failed write left behind is unknown: read it all again.
+            self._positions.clear()
+            self._dispatched_at = self._indexed_at = None
+            self._for_index.clear()
+            self._for_dispatch.clear()
+            self.manager.forget_sagas()
+            raise
         if self._outage is not None:
             raise self._outage
         return work
@@ -430,36 +797,82 @@ class ProcessRunner:
             if not self.run_once():
                 return
 
+    def _position(self, source: str) -> int:
+        position = self._positions.get(source)
+        if position is None:
+            position = self._positions[source] = (
+                self.manager.recorder.max_tracking_id(source) or 0
+            )
+        return position
+
+    def _tracked(self, tracking: Tracking) -> None:
+        """``tracking`` was recorded (with what the event caused, or alone)."""
+        self._positions[tracking.application_name] = tracking.notification_id
+
     def _follow(self, app: Application) -> int:
-        position = self.manager.recorder.max_tracking_id(app.name) or 0
+        """Apply the policy to a batch of ``app``'s events, then record what
+        they changed and the position reached in one transaction. An event
+        whose policy fails ends the batch there (what came before it is
+        recorded): it is tried again next round, and parked after
+        ``max_attempts``, and the batch goes on after it. A batch that meets
+        a :class:`Conflict` (a saga written elsewhere meanwhile, or one that
+        an event starts twice) is done again an event at a time, on sagas
+        read afresh, so that the conflict is that one event's failure."""
+        try:
+            return self._follow_batch(app, one_by_one=False)
+        except Conflict:
+            return self._follow_batch(app, one_by_one=True)
+
+    def _follow_batch(self, app: Application, *, one_by_one: bool) -> int:
         notifications = app.recorder.select_notifications(
-            start=position, limit=self.batch_size, inclusive_of_start=False
+            start=self._position(app.name),
+            limit=self.batch_size,
+            inclusive_of_start=False,
         )
-        self._each(notifications, app.name, partial(self._process, app))
+        batch = ProcessingEvent[UUID]()
+        done: Tracking | None = None
+        for notification in notifications:
+            tracking = Tracking(app.name, notification.id)
+            try:
+                self._process(app, notification, batch)
+                if one_by_one:
+                    self._record_batch(batch, tracking)
+                    batch = ProcessingEvent[UUID]()
+            except Exception as e:
+                self._record_batch(batch, done)
+                batch, done = ProcessingEvent[UUID](), None
+                # The failed policy may have changed sagas it did not record.
+                self.manager.forget_sagas()
+                if not self._failed(tracking, e):
+                    return len(notifications)
+                continue
+            self._attempts.pop((app.name, notification.id), None)
+            done = tracking
+        self._record_batch(batch, done)
         return len(notifications)
 
-    def _each(
-        self,
-        notifications: Sequence[Notification],
-        source: str,
-        act: Callable[[Notification, Tracking], None],
+    def _record_batch(
+        self, batch: ProcessingEvent[UUID], done: Tracking | None
     ) -> None:
-        """Act on each notification in order, up to the first that fails. An
-        act that changes nothing records nothing: the position reached is
-        recorded once at the end, one commit instead of one per event (after a
-        crash those events are seen again, and again change nothing)."""
-        done = None
-        for notification in notifications:
-            tracking = Tracking(source, notification.id)
-            if not self._attempt(tracking, partial(act, notification, tracking)):
-                break
-            done = tracking
-        recorded = self.manager.recorder.max_tracking_id(source) or 0
-        if done is not None and done.notification_id > recorded:
+        """Record ``batch`` with the position ``done``; an event that changes
+        nothing records nothing of its own, and a batch of only those records
+        the position reached (after a crash those events are seen again, and
+        again change nothing)."""
+        if done is None or done.notification_id <= self._position(
+            done.application_name
+        ):
+            return
+        if batch.events:
+            self.manager.record(batch, done)
+        else:
             self.manager.recorder.insert_tracking(done)
+        self._tracked(done)
 
     def _process(
-        self, app: Application, notification: Notification, tracking: Tracking
+        self,
+        app: Application,
+        notification: Notification,
+        batch: ProcessingEvent[UUID],
     ) -> None:
         domain_event = app.mapper.to_domain_event(notification)
         # In the trace of the request that wrote the event, wherever it ran.
@@ -467,43 +880,52 @@ class ProcessRunner:
             f"{self.manager.name} on {type(domain_event).__name__}",
             carrier_of(domain_event),
         ):
-            self.manager.handle(domain_event, tracking)
+            self.manager.gather(domain_event, batch)
 
-    def _attempt(self, tracking: Tracking, action: Callable[[], None]) -> bool:
-        """Run ``action``; after ``max_attempts`` failures park the event.
-        False if the action failed this time (the caller tries again later)."""
+    def _failed(self, tracking: Tracking, error: Exception) -> bool:
+        """Count a failure of the upstream event at ``tracking``; after
+        ``max_attempts``, park it: True then. An outage is not the event's
+        fault: it is raised, for the round to wait for the server."""
+        if server_of(error) is not None:
+            raise error
         key = (tracking.application_name, tracking.notification_id)
-        try:
-            action()
-        except Exception as e:
-            if server_of(e) is not None:
-                raise  # the round waits for the server; the event is not at fault
-            attempts = self._attempts.get(key, 0) + 1
-            self._attempts[key] = attempts
-            if attempts < self.max_attempts:
-                logger.warning("%s at %s failed (attempt %s): %r", *key, attempts, e)
-                return False
-            logger.error("%s at %s parked after %s attempts: %r", *key, attempts, e)
-            self.manager.park(tracking, e)
+        attempts = self._attempts.get(key, 0) + 1
+        self._attempts[key] = attempts
+        if attempts < self.max_attempts:
+            logger.warning("%s at %s failed (attempt %s): %r", *key, attempts, error)
+            return False
+        logger.error("%s at %s parked after %s attempts: %r", *key, attempts, error)
+        self.manager.park(tracking, error)
+        self._tracked(tracking)
         self._attempts.pop(key, None)
         return True
 
     def _dispatch_commands(self) -> int:
-        """Send the commands of a batch, those of different sagas at once (one
-        saga's in order), then record every reply with the batch's position in
-        one transaction. Only the batch up to the first command that must be
-        tried again is recorded; the commands after it are sent again later,
-        which receivers take as they take any resend (idempotently)."""
+        """Send the commands of a batch of the manager's events, then record
+        every reply with the batch's position in one transaction. Only the
+        batch up to the first event with a command that must be tried again
+        is recorded; the commands after it, and the other commands of that
+        event, are sent again later, which receivers take as they take any
+        resend (idempotently)."""
         manager = self.manager
-        position = manager.recorder.max_tracking_id(manager.name) or 0
+        recordings = manager.recordings
+        if self._dispatched_at == recordings:
+            return 0  # nothing recorded since everything there was was answered
         notifications = manager.recorder.select_notifications(
-            start=position, limit=self.batch_size, inclusive_of_start=False
+            start=self._position(manager.name),
+            limit=self.batch_size,
+            inclusive_of_start=False,
         )
-        commands: dict[int, Saga.CommandIssued] = {}
+        commands: dict[int, list[Saga.CommandIssued]] = {}
         for notification in notifications:
-            domain_event = manager.mapper.to_domain_event(notification)
-            if isinstance(domain_event, Saga.CommandIssued):
-                commands[notification.id] = domain_event
+            domain_event = self._for_dispatch.pop(notification.id, None)
+            if domain_event is None:
+                domain_event = manager.mapper.to_domain_event(notification)
+                if notification.id > self._indexed_position:
+                    self._for_index[notification.id] = domain_event
+            issued = commands_in(domain_event)
+            if issued:
+                commands[notification.id] = issued
         replies = self._send_all(commands)
         done: list[Notification] = []
         for notification in notifications:
@@ -511,109 +933,128 @@ class ProcessRunner:
                 break
             done.append(notification)
         if done:
+            tracking = Tracking(manager.name, done[-1].id)
             manager.record_replies(
-                [replies[n.id] for n in done if n.id in commands],
-                Tracking(manager.name, done[-1].id),
+                [reply for n in done for reply in replies.get(n.id, ())], tracking
             )
+            self._tracked(tracking)
+        caught_up = len(done) == len(notifications) < self.batch_size
+        self._dispatched_at = recordings if caught_up else None
         return len(notifications)
 
-    def _send_all(self, commands: dict[int, Saga.CommandIssued]) -> dict[int, Reply]:
-        """Each command's reply (result, error), by position; a command that
-        must be tried again has none, nor have the later ones of its saga."""
-        by_saga: dict[UUID, list[tuple[int, Saga.CommandIssued]]] = {}
-        for position, command in commands.items():
-            by_saga.setdefault(command.originator_id, []).append((position, command))
-        replies: dict[int, Reply] = {}
-        for answered in self._pool.map(self._send_in_order, by_saga.values()):
-            replies.update(answered)
+    def _send_all(
+        self, commands: dict[int, list[Saga.CommandIssued]]
+    ) -> dict[int, list[Reply]]:
+        """The replies to each event's commands, by position, for the events
+        whose every command has one. The commands go in waves, one batch
+        each: the first event of each saga, then the second... so that one
+        saga's commands are sent in order; a saga whose event must be tried
+        again sends none of its later ones."""
+        waves: list[list[tuple[int, list[Saga.CommandIssued]]]] = []
+        depth: CounterOf[UUID] = CounterOf()
+        for position, issued in commands.items():
+            saga = issued[0].originator_id
+            if depth[saga] == len(waves):
+                waves.append([])
+            waves[depth[saga]].append((position, issued))
+            depth[saga] += 1
+        replies: dict[int, list[Reply]] = {}
+        stalled: set[UUID] = set()
+        for wave in waves:
+            ready = [(p, i) for p, i in wave if i[0].originator_id not in stalled]
+            batch = [
+                (c.message_type, c.payload, c.command_id) for _, i in ready for c in i
+            ]
+            with span(f"{self.manager.name} sends {len(batch)} commands"):
+                outcomes = iter(send_batch(self.sender, batch))
+            for position, issued in ready:
+                answers = [self._reply(position, c, next(outcomes)) for c in issued]
+                if all(a is not None for a in answers):
+                    replies[position] = [a for a in answers if a is not None]
+                else:
+                    stalled.add(issued[0].originator_id)
         return replies
 
-    def _send_in_order(
-        self, commands: list[tuple[int, Saga.CommandIssued]]
-    ) -> dict[int, Reply]:
-        replies: dict[int, Reply] = {}
-        for position, command in commands:
-            with span(
-                f"{self.manager.name} sends {command.message_type}",
-                carrier_of(command),
-            ):
-                answer = self._send(position, command)
-            if answer is None:
-                break
-            replies[position] = Reply(position, command, *answer)
-        return replies
-
-    def _send(
-        self, position: int, command: Saga.CommandIssued
-    ) -> tuple[Any, dict[str, Any] | None, dict[str, str], str] | None:
-        """The reply to ``command``: its result, or the typed error it was
-        refused with; after ``max_attempts`` transient failures, a
-        :class:`RequestTimeout`, and after as many unexpected exceptions, the
-        command parked. None if it should be tried again."""
-        key = (self.manager.name, position)
-        trace = current_carrier()
-        try:
-            result = self.sender.send(
-                command.message_type, command.payload, command.command_id
-            )
-        except OrdersysError as e:
-            if not isinstance(e, TRANSIENT):
-                return None, e.to_dict(), trace, ""
-            failure: Exception = e
-        except Exception as e:  # a bug, or the sender itself is broken
-            failure = e
-        else:
-            self._attempts.pop(key, None)
-            return result, None, trace, ""
-        if server_of(failure) is not None:
-            self._outage = failure  # not the command's fault: sent again later
+    def _reply(
+        self, position: int, command: Saga.CommandIssued, outcome: Outcome
+    ) -> Reply | None:
+        """The reply that ``outcome`` makes: the command's result, or the
+        typed error it was refused with; after ``max_attempts`` transient
+        failures, a :class:`RequestTimeout`, and after as many unexpected
+        exceptions, the command parked. None if it should be tried again."""
+        trace = carrier_of(command) or {}
+        if not isinstance(outcome, Exception):
+            self._send_attempts.pop(command.command_id, None)
+            return Reply(position, command, outcome, None, trace)
+        if isinstance(outcome, OrdersysError) and not isinstance(outcome, TRANSIENT):
+            self._send_attempts.pop(command.command_id, None)
+            return Reply(position, command, None, outcome.to_dict(), trace)
+        if server_of(outcome) is not None:
+            self._outage = outcome  # not the command's fault: sent again later
             return None
-        attempts = self._attempts.get(key, 0) + 1
+        attempts = self._send_attempts.get(command.command_id, 0) + 1
         if attempts < self.max_attempts:
-            self._attempts[key] = attempts
+            self._send_attempts[command.command_id] = attempts
             logger.warning(
                 "%s: %s failed (attempt %s): %r",
                 self.manager.name,
                 command.message_type,
                 attempts,
-                failure,
+                outcome,
             )
             return None
-        self._attempts.pop(key, None)
-        if not isinstance(failure, OrdersysError):
+        self._send_attempts.pop(command.command_id, None)
+        if not isinstance(outcome, OrdersysError):
             logger.error("%s parked after %s attempts", command.message_type, attempts)
-            return None, None, trace, repr(failure)
-        message = f"{command.message_type} failed {self.max_attempts} times: {failure}"
-        return None, RequestTimeout(message).to_dict(), trace, ""
+            return Reply(position, command, None, None, trace, repr(outcome))
+        message = f"{command.message_type} failed {self.max_attempts} times: {outcome}"
+        return Reply(position, command, None, RequestTimeout(message).to_dict(), trace)
 
     def _index_deadlines(self) -> None:
         manager = self.manager
+        recordings = manager.recordings
+        if self._indexed_at == recordings:
+            return
         while True:
             notifications = manager.recorder.select_notifications(
                 start=self._indexed_position, limit=1000, inclusive_of_start=False
             )
+            dispatched = self._position(manager.name)
             for notification in notifications:
-                self._index(manager.mapper.to_domain_event(notification))
-            if not notifications:
+                domain_event = self._for_index.pop(notification.id, None)
+                if domain_event is None:
+                    domain_event = manager.mapper.to_domain_event(notification)
+                    if notification.id > dispatched:
+                        self._for_dispatch[notification.id] = domain_event
+                for change in Saga.history_of(domain_event):
+                    self._index(change)
+            self._for_index.clear()
+            if len(notifications) < 1000:
+                self._indexed_at = recordings
+            if notifications:
+                self._indexed_position = notifications[-1].id
+            if len(notifications) < 1000:
                 return
-            self._indexed_position = notifications[-1].id
 
     def _index(self, domain_event: Any) -> None:
         if isinstance(domain_event, AggregateCreated) and hasattr(domain_event, "key"):
             self._started[domain_event.originator_id] = domain_event.timestamp
             self.sagas["running"] += 1
         elif isinstance(domain_event, Saga.DeadlineSet):
-            self._deadlines[(domain_event.originator_id, domain_event.name)] = (
-                domain_event.due
-            )
+            pending = self._deadlines.setdefault(domain_event.originator_id, {})
+            pending[domain_event.name] = domain_event.due
         elif isinstance(domain_event, (Saga.DeadlineCancelled, Saga.DeadlineFired)):
-            self._deadlines.pop((domain_event.originator_id, domain_event.name), None)
+            self._drop_deadline(domain_event.originator_id, domain_event.name)
         elif isinstance(domain_event, Saga.Finished):
             self._count_finished(domain_event)
-            for key in [
-                k for k in self._deadlines if k[0] == domain_event.originator_id
-            ]:
-                del self._deadlines[key]
+            self._deadlines.pop(domain_event.originator_id, None)
+
+    def _drop_deadline(self, saga_id_: UUID, name: str) -> None:
+        pending = self._deadlines.get(saga_id_)
+        if pending is not None:
+            pending.pop(name, None)
+            if not pending:
+                del self._deadlines[saga_id_]
 
     def _count_finished(self, finished: Saga.Finished) -> None:
         self.sagas["running"] -= 1
@@ -637,30 +1078,31 @@ class ProcessRunner:
 
     def deadlines(self) -> dict[tuple[UUID, str], datetime]:
         """The pending deadlines, by saga id and name."""
-        return dict(self._deadlines)
+        return {
+            (saga_id_, name): due
+            for saga_id_, pending in list(self._deadlines.items())
+            for name, due in list(pending.items())
+        }
 
     def overdue(self, grace: timedelta = timedelta(seconds=5)) -> int:
         """Deadlines due more than ``grace`` ago and not fired: stuck sagas."""
         limit = self.clock() - grace
-        return sum(due < limit for due in list(self._deadlines.values()))
+        return sum(due < limit for due in self.deadlines().values())
 
     def _fire_due_deadlines(self) -> int:
         self._index_deadlines()
         now = self.clock()
         fired = 0
-        for (saga_id_, name), due in sorted(
-            self._deadlines.items(), key=lambda i: i[1]
-        ):
-            if due > now:
-                break
+        due_now = [(due, key) for key, due in self.deadlines().items() if due <= now]
+        for _, (saga_id_, name) in sorted(due_now):
             try:
-                saga: Saga = self.manager.repository.get(saga_id_)
+                saga = self.manager.load_saga(saga_id_)
                 if saga.fire_deadline(name, now):
                     self.manager.write(saga)
                     fired += 1
             except Conflict:
                 continue  # the saga changed meanwhile: look again next round
-            self._deadlines.pop((saga_id_, name), None)
+            self._drop_deadline(saga_id_, name)
         return fired
 
     def start(self, poll_interval: float = 0.05) -> None:

@@ -8,6 +8,16 @@ resumes exactly after the last committed batch: no event is missed or applied
 twice. After the commit the changed documents are written through to the
 cache, and :class:`ReadModel` reads through the cache to the store.
 
+The runner keeps the documents it last wrote or read in memory, as JSON text.
+They stay true because each batch commits only if the tracking position is
+still the one the runner last saw (another runner of the projection makes the
+commit fail, and the memory is dropped). So a poll that finds no event costs
+one query, and a batch fetches the documents it lacks in one query: it is
+applied once with them read as absent, and again once they are fetched
+(projections are deterministic and free of side effects, so that is safe).
+A rebuild keeps every document in memory, as the projection's whole state,
+and writes the new generation in bulk at the end.
+
 Projections are for state, not side effects: a rebuild replays every event,
 so sending mail or publishing from ``apply`` would repeat them.
 """
@@ -18,7 +28,8 @@ import contextlib
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import islice
 from typing import Any, Generic, TypeVar
 
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -33,8 +44,11 @@ from ordersys.readmodels.store import (
     Change,
     Document,
     Documents,
+    Key,
     ReadModelStore,
     ReadModelView,
+    Row,
+    encode,
     open_store,
 )
 
@@ -54,11 +68,16 @@ class Projection(_Projection[ReadModelView], ABC):
         """Apply one event (the ``eventsourcing`` projection interface)."""
         self.process_batch([(domain_event, tracking)])
 
+    def apply_all(self, domain_events: Iterable[Any], docs: Documents) -> None:
+        """Apply ``domain_events`` in order to ``docs``."""
+        apply = self.apply  # bound once: a singledispatchmethod binds per access
+        for domain_event in domain_events:
+            apply(domain_event, docs)
+
     def process_batch(self, batch: Sequence[tuple[Any, Tracking]]) -> list[Change]:
         """Apply ``batch`` and record it with its last position, atomically."""
         docs = Documents(self.view)
-        for domain_event, _ in batch:
-            self.apply(domain_event, docs)
+        self.apply_all([domain_event for domain_event, _ in batch], docs)
         changes = docs.changes
         self.view.apply(changes, batch[-1][1])
         return changes
@@ -68,6 +87,57 @@ def _cache_key(change: Change) -> str:
     return f"{change.collection}:{change.key}"
 
 
+def _remember(
+    memory: dict[Key, bytes | None], pending: dict[Key, bytes | None], limit: int
+) -> None:
+    """Merge a committed batch into ``memory``, forgetting the documents
+    written longest ago beyond ``limit``."""
+    for key, text in pending.items():
+        memory.pop(key, None)
+        memory[key] = text
+    excess = len(memory) - limit
+    if excess > 0:
+        for key in list(islice(memory, excess)):
+            del memory[key]
+
+
+class _RebuildDocuments(Documents):
+    """A rebuild's documents: the projection's whole state, in memory, as the
+    projection put them. ``get`` hands out the document itself, with no copy:
+    nothing else reads it before the rebuild writes them all out, as JSON, at
+    the end (a document that is not JSON fails the rebuild then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state: dict[Key, Document | None] = {}
+        self.positions: dict[Key, int] = {}
+        self.position = 0
+        """The position of the page being applied."""
+
+    def get(self, collection: str, key: str) -> Document | None:
+        return self.state.get((collection, key))
+
+    def put(self, collection: str, key: str, doc: Mapping[str, Any]) -> None:
+        self.state[(collection, key)] = doc if type(doc) is dict else dict(doc)
+        self.positions[(collection, key)] = self.position
+
+    def delete(self, collection: str, key: str) -> None:
+        self.state[(collection, key)] = None
+        self.positions[(collection, key)] = self.position
+
+    @property
+    def changes(self) -> list[Change]:
+        return [Change(c, k, doc) for (c, k), doc in self.state.items()]
+
+    def rows(self) -> Iterator[Row]:
+        """Every document, as JSON, with the position that last changed it:
+        encoded as they are written, while the server takes the ones before."""
+        positions = self.positions
+        for (c, k), doc in self.state.items():
+            if doc is not None:
+                yield Row(c, k, encode(doc), positions[(c, k)])
+
+
 class ProjectionRunner(Generic[P]):
     """Runs a projection of ``application``'s events, in a thread or step by step.
 
@@ -75,6 +145,12 @@ class ProjectionRunner(Generic[P]):
     batches in a thread until ``stop()``. Failures are logged and retried with
     backoff, never skipped: a stuck projection shows as a growing :meth:`lag`.
     """
+
+    documents_kept = 50_000
+    """Documents kept in memory between batches (JSON text, most recent)."""
+
+    rebuild_page = 5_000
+    """Events a rebuild reads at once."""
 
     def __init__(
         self,
@@ -106,6 +182,11 @@ class ProjectionRunner(Generic[P]):
         """Set by an operator: the thread applies nothing until resumed."""
         self.rebuilding: P | None = None
         """The generation being rebuilt, while :meth:`rebuild` runs."""
+        self.rebuilt_position = 0
+        """How far the running rebuild has applied the events (in memory)."""
+        self._memory: dict[Key, bytes | None] = {}
+        self._at: int | None = None
+        """The live tracking position ``_memory`` is true at (None: unknown)."""
 
     @property
     def namespace(self) -> str:
@@ -143,35 +224,62 @@ class ProjectionRunner(Generic[P]):
     def run_once(self) -> int:
         """Apply the next batch of events; returns how many there were."""
         with self._lock:
-            return self._run_batch(self.projection, write_cache=True)
+            return self._run_batch()
 
     def catch_up(self) -> None:
         """Apply batches until no event is left."""
         while self.run_once():
             pass
 
-    def _run_batch(self, projection: P, *, write_cache: bool) -> int:
+    def _run_batch(self) -> int:
         app = self.application
-        position = projection.view.max_tracking_id(app.name) or 0
+        view = self.projection.view
+        if self._at is None:
+            self._memory.clear()
+            self._at = view.max_tracking_id(app.name) or 0
+        position = self._at
         notifications = app.recorder.select_notifications(
             start=position, limit=self.batch_size, inclusive_of_start=False
         )
         if not notifications:
             return 0
-        batch = [
-            (app.mapper.to_domain_event(n), Tracking(app.name, n.id))
-            for n in notifications
-        ]
+        last = notifications[-1].id
         try:
-            changes = projection.process_batch(batch)
+            events = [app.mapper.to_domain_event(n) for n in notifications]
+            docs = self._apply_with_documents(events)
+            changes = docs.changes
+            view.apply(changes, Tracking(app.name, last), after=position)
         except IntegrityError:
-            # Another runner of this projection applied the batch first.
+            # Another runner of this projection applied a batch first.
             logger.info("%s: batch after %s already applied", self.namespace, position)
+            self._at = None
             return len(notifications)
-        if write_cache:
-            self.milestones.reached(notifications[-1].id)
-            self._write_through(changes, notifications[-1].id)
+        except BaseException:
+            self._at = None
+            raise
+        _remember(self._memory, docs.pending, self.documents_kept)
+        self._at = last
+        self.milestones.reached(last)
+        self._write_through(changes, last)
         return len(notifications)
+
+    def _apply_with_documents(self, events: Sequence[Any]) -> Documents:
+        """Apply ``events`` with every document they read, fetching those not
+        in memory in one query per pass."""
+        view, apply = self.projection.view, self.projection.apply
+        while True:
+            docs = Documents(known=self._memory)
+            for domain_event in events:
+                try:
+                    apply(domain_event, docs)
+                except Exception:
+                    # Perhaps for want of a document not fetched yet: carry on
+                    # to learn what else the batch lacks; this pass is undone.
+                    if not docs.missed:
+                        raise
+            if not docs.missed:
+                return docs
+            self._memory.update(view.get_many(docs.missed))
 
     def _write_through(self, changes: list[Change], position: int) -> None:
         if self.cache is None:
@@ -181,8 +289,9 @@ class ProjectionRunner(Generic[P]):
                 # Writes were missed while the cache was down: start afresh.
                 self.cache.clear(self.namespace)
                 self._cache_dirty = False
-            for change in changes:
-                self.cache.put(self.namespace, _cache_key(change), change.doc, position)
+            self.cache.put_many(
+                self.namespace, [(_cache_key(c), c.json) for c in changes], position
+            )
         except InfrastructureUnavailable as e:
             # Reads pass the cache by meanwhile: note the outage once, go on.
             self.outages.noticed(e)
@@ -195,22 +304,31 @@ class ProjectionRunner(Generic[P]):
         """Rebuild the read model from position 0 into a new generation while
         the live one keeps serving reads, then swap it in; returns the new
         generation. Running or not, the runner continues on the new one.
-        ``progress(position, head)`` hears of each batch applied."""
+        ``progress(position, head)`` hears of each page of events applied.
+
+        The documents stay in memory until every event is applied; then they
+        fill the new generation in bulk, with the last position, in one
+        transaction."""
         generation = self.store.new_generation()
         fresh = self.projection_class(self.store.view(generation))
-        self.rebuilding = fresh
+        state = _RebuildDocuments()
+        self.rebuilding, self.rebuilt_position = fresh, 0
         try:
-            while self._run_batch(fresh, write_cache=False):
-                self._report(fresh, progress)
+            while self._rebuild_page(fresh, state, progress):
+                pass
             with self._lock:
-                while self._run_batch(fresh, write_cache=False):
-                    self._report(fresh, progress)
+                while self._rebuild_page(fresh, state, progress):
+                    pass
+                position = self.rebuilt_position
+                tracking = Tracking(self.application.name, position)
+                fresh.view.load(state.rows(), tracking)
                 self.store.promote(generation)
                 old, self.generation, self.projection = (
                     self.generation,
                     generation,
                     fresh,
                 )
+                self._memory, self._at = {}, position
         finally:
             self.rebuilding = None
         self._clear_cache()
@@ -218,11 +336,28 @@ class ProjectionRunner(Generic[P]):
         logger.info("%s: generation %s is live", self.namespace, generation)
         return generation
 
-    def _report(self, fresh: P, progress: Callable[[int, int], None] | None) -> None:
+    def _rebuild_page(
+        self,
+        fresh: P,
+        state: _RebuildDocuments,
+        progress: Callable[[int, int], None] | None,
+    ) -> int:
+        app = self.application
+        notifications = app.recorder.select_notifications(
+            start=self.rebuilt_position,
+            limit=self.rebuild_page,
+            inclusive_of_start=False,
+        )
+        if not notifications:
+            return 0
+        state.position = last = notifications[-1].id
+        # Each event mapped as it is applied: a page of live events would
+        # be traversed by every garbage collection meanwhile.
+        fresh.apply_all(map(app.mapper.to_domain_event, notifications), state)
+        self.rebuilt_position = last
         if progress is not None:
-            name = self.application.name
-            applied = fresh.view.max_tracking_id(name) or 0
-            progress(applied, self.application.head_position())
+            progress(last, app.head_position())
+        return len(notifications)
 
     def _clear_cache(self) -> None:
         if self.cache is None:

@@ -295,3 +295,31 @@ def test_the_cached_read_answers_what_the_route_answers(
     assert Order.model_validate(fast.json()).total_cents == 2 * 1299
     assert fast.headers["content-type"] == routed.headers["content-type"]
     assert fast.headers["ratelimit-limit"] == routed.headers["ratelimit-limit"]
+
+
+def test_a_plain_order_is_placed_as_the_route_places_it(
+    system: System, admin: User, ann: User
+) -> None:
+    book = system.product(admin, price_cents=1299, stock=5)
+    body = {"items": [{"product_id": book["product_id"], "quantity": 2}]}
+    # The product's price is in the catalog's cache: the plain order is
+    # placed without the route; a query parameter sends the same to the route.
+    assert ann.client.get(f"/products/{book['product_id']}").status_code == 200
+
+    fast = ann.client.post("/orders", headers=ann.headers(), json=body)
+    routed = ann.client.post(
+        "/orders", headers=ann.headers(), json=body, params={"via": "route"}
+    )
+
+    assert fast.status_code == routed.status_code == 201, (fast.text, routed.text)
+    assert fast.json().keys() == routed.json().keys() == {"id", "version", "position"}
+    assert fast.json()["version"] == routed.json()["version"]
+    for reply in (fast, routed):
+        assert reply.headers["location"] == f"/orders/{reply.json()['id']}"
+        assert reply.headers["content-type"] == "application/json"
+        assert reply.headers["ratelimit-limit"]
+        assert reply.headers["x-request-id"]
+        order = ann.client.get(reply.headers["location"], headers=ann.headers())
+        assert order.status_code == 200, order.text
+        assert order.json()["total_cents"] == 2 * 1299
+        assert order.json()["customer_id"] == ann.user_id

@@ -13,6 +13,7 @@ from ordersys.errors import InvalidInput, Unauthenticated
 from ordersys.shop.gateway.auth import Tokens, secret_of
 from ordersys.shop.gateway.composition import build
 from ordersys.shop.gateway.metrics import UNMATCHED, Routes
+from ordersys.shop.gateway.placing import plain_order
 from ordersys.shop.settings import load_shop_settings
 from ordersys.transport.memory import MemoryTransport
 
@@ -96,3 +97,41 @@ def test_a_port_in_use_is_refused_naming_the_setting() -> None:
 
         with pytest.raises(InvalidInput, match="ORDERSYS_GATEWAY_PORT"):
             gateway.start()
+
+
+_P = "6f0c8a52-3b7e-4f41-9d2a-1c5e7b9a0d34"
+
+
+@pytest.mark.parametrize(
+    ("body", "plain"),
+    [
+        (
+            b'{"items":[{"product_id":"%s","quantity":2}]}' % _P.encode(),
+            ([(_P, 2)], False),
+        ),
+        (
+            b'{"items":[{"product_id":"%s","quantity":1000}],"submit":true}'
+            % _P.encode(),
+            ([(_P, 1000)], True),
+        ),
+        (b'{"items":[]}', None),
+        (b'{"items":[{"product_id":"%s","quantity":0}]}' % _P.encode(), None),
+        (b'{"items":[{"product_id":"%s","quantity":1001}]}' % _P.encode(), None),
+        (b'{"items":[{"product_id":"%s","quantity":true}]}' % _P.encode(), None),
+        (b'{"items":[{"product_id":"%s","quantity":1.0}]}' % _P.encode(), None),
+        (b'{"items":[{"product_id":"%s","quantity":1}]}' % _P.upper().encode(), None),
+        (b'{"items":[{"product_id":"%s","quantity":1,"x":1}]}' % _P.encode(), None),
+        (
+            b'{"items":[{"product_id":"%s","quantity":1}],"submit":1}' % _P.encode(),
+            None,
+        ),
+        (b'{"items":[{"product_id":"%s","quantity":1}],"total":1}' % _P.encode(), None),
+        (b"[]", None),
+        (b"not json", None),
+    ],
+)
+def test_only_a_plain_order_skips_the_route(
+    body: bytes, plain: tuple[list[tuple[str, int]], bool] | None
+) -> None:
+    # Anything but the common form is the route's to take, or to refuse.
+    assert plain_order(body) == plain

@@ -20,7 +20,7 @@ from kombu.connection import Connection
 
 from ordersys.messaging.consumer import EventConsumer
 from ordersys.messaging.contracts import IntegrationEvent
-from ordersys.messaging.publisher import ConfirmedPublisher
+from ordersys.messaging.publisher import ConfirmedPublisher, Outgoing
 from ordersys.messaging.relay import Relay, checkpoint_for
 from ordersys.readmodels.records import Records
 from ordersys.readmodels.records_postgres import PostgresRecordStore
@@ -350,3 +350,44 @@ def test_a_relay_process_killed_mid_stream_loses_and_doubles_nothing(
     duplicates = ledger.consumer.duplicates
     print(f"3000 events, relay killed twice, {duplicates} duplicates left alone")
     assert len({message_id for message_id, _ in rows}) == len(rows) == 3000
+
+
+def test_a_batch_sent_at_once_arrives_whole_in_order_and_is_confirmed(
+    prefix: str,
+) -> None:
+    # Given a queue bound to the events exchange
+    exchange, queue = f"{prefix}.events", f"{prefix}.batch"
+    with Connection(URL) as connection:
+        channel = connection.default_channel
+        channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
+        channel.queue_declare(queue, durable=True, auto_delete=False)
+        channel.queue_bind(queue, exchange, "bank.#")
+    publisher = ConfirmedPublisher(URL, exchange)
+    batch = [
+        Outgoing(
+            routing_key="bank.Deposited",
+            body=json.dumps({"n": n, "pad": "x" * (n % 700)}).encode(),
+            message_id=f"bank:{n}",
+            headers={"message_id": f"bank:{n}", "message_version": 1},
+        )
+        for n in range(1, 1001)
+    ]
+
+    # When the batch is sent in one call, then another
+    publisher.send(batch[:500])
+    last = publisher.send(batch[500:])
+
+    # Then the broker confirms all of it, and each message arrives once, in order
+    assert eventually(lambda: publisher.confirmed_through(wait=0.5) == last)
+    assert publisher.in_flight == 0
+    publisher.close()
+    received = []
+    with Connection(URL) as connection:
+        channel = connection.default_channel
+        while (message := channel.basic_get(queue, no_ack=True)) is not None:
+            received.append(message)
+    assert [m.properties["message_id"] for m in received] == [
+        f"bank:{n}" for n in range(1, 1001)
+    ]
+    assert [json.loads(m.body)["n"] for m in received] == list(range(1, 1001))
+    assert received[-1].headers["message_version"] == 1

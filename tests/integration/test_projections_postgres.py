@@ -153,3 +153,68 @@ def test_rebuild_swaps_generations_while_readers_never_see_a_gap(
     assert problems == []
     assert reads > 0
     assert runner.store.live_generation() == 2
+
+
+def test_two_runners_of_one_read_model_apply_each_event_once(
+    pg_settings: Settings,
+) -> None:
+    bank = Bank(pg_settings.model_copy(update={"projection_batch_size": 40}))
+    open_accounts(bank, 150, deposits=1)
+    runners = [
+        ProjectionRunner(
+            AppliedCounts, bank, store=PostgresReadModelStore(pg_settings, "applied")
+        )
+        for _ in range(2)
+    ]
+
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.wait(bank.head_position(), timeout=60)
+    for runner in runners:
+        runner.stop()
+
+    counts = runners[0].store.find("applied", limit=1000)
+    for runner in runners:
+        runner.store.close()
+    assert len(counts) == bank.head_position() == 300
+    assert {doc["times"] for doc in counts} == {1}
+
+
+def test_a_rebuild_writes_what_the_live_runner_wrote_and_caches_afresh(
+    pg_settings: Settings, cache: RedisCache
+) -> None:
+    bank = Bank(pg_settings.model_copy(update={"projection_batch_size": 50}))
+    accounts = open_accounts(bank, 120, deposits=3)
+    runner = ProjectionRunner(Balances, bank, cache=cache)
+    runner.rebuild_page = 70
+    runner.catch_up()
+    live = runner.store.find("accounts", order_by="owner", limit=1000)
+
+    runner.rebuild()
+    accounts[0].deposit(Decimal(5))
+    bank.write(accounts[0])
+    runner.catch_up()
+
+    rebuilt = runner.store.find("accounts", order_by="owner", limit=1000)
+    assert rebuilt[1:] == live[1:]
+    assert rebuilt[0] == {**live[0], "balance": "8"}
+    cached = cache.get("balances", f"accounts:{accounts[0].id}")
+    assert cached is not None
+    assert cached.doc == rebuilt[0]
+    assert cached.position == bank.head_position()
+    assert cache.get("balances", f"accounts:{accounts[1].id}") is None
+
+
+def test_a_read_model_rebuilt_before_any_event_applies_the_first_ones(
+    pg_settings: Settings,
+) -> None:
+    bank = Bank(pg_settings)
+    runner = ProjectionRunner(Balances, bank)
+    runner.rebuild()
+
+    open_accounts(bank, 3)
+    runner.catch_up()
+
+    assert runner.position() == bank.head_position() == 6
+    assert runner.store.count("accounts") == 3

@@ -3,6 +3,7 @@ this error."""
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 
 import pytest
@@ -71,3 +72,28 @@ def test_a_payload_of_the_wrong_type_fails_when_the_command_runs() -> None:
 def test_a_created_event_validates_its_payload_too() -> None:
     with pytest.raises(InvalidInput, match="owner"):
         Account(owner=42, overdraft_limit=Decimal(0))  # type: ignore[arg-type]
+
+
+def test_a_deep_copy_is_equal_and_changes_apart_from_the_original() -> None:
+    account = opened("50")
+    account.deposit(Decimal(10))
+    account.collect_events()
+
+    copied = copy.deepcopy(account)
+    copied.withdraw(Decimal(5))
+
+    assert type(copied) is Account
+    assert (account.balance, account.version) == (Decimal(10), 2)
+    assert (copied.balance, copied.version) == (Decimal(5), 3)
+    assert new_events(account) == []
+    assert (copied.id, copied.created_on) == (account.id, account.created_on)
+
+
+def test_a_deep_copy_copies_what_can_change_inside() -> None:
+    account = opened()
+    account.tags = {"vip": ["gold"]}  # type: ignore[attr-defined]
+
+    copied = copy.deepcopy(account)
+    copied.tags["vip"].append("silver")  # type: ignore[attr-defined]
+
+    assert account.tags == {"vip": ["gold"]}  # type: ignore[attr-defined]

@@ -229,3 +229,59 @@ def test_a_class_named_apart_gets_tables_of_its_own_in_the_same_file(
     other.write(Account("bob", Decimal(0)))
 
     assert (Bank(settings).head_position(), other.head_position()) == (1, 1)
+
+
+def test_several_aggregates_are_read_at_once_in_the_order_asked(
+    memory_settings: Settings,
+) -> None:
+    bank = Bank(memory_settings)
+    ann, bob = Account("ann", Decimal(0)), Account("bob", Decimal(0))
+    bob.deposit(Decimal(3))
+    bank.write(ann, bob)
+
+    read = bank.get_many(Account, [bob.id, ann.id, bob.id])
+
+    assert [(a.owner, a.balance) for a in read] == [
+        ("bob", Decimal(3)),
+        ("ann", Decimal(0)),
+        ("bob", Decimal(3)),
+    ]
+    assert read[0] is not read[2]
+
+
+def test_reading_several_with_an_unknown_id_raises_not_found(
+    memory_settings: Settings,
+) -> None:
+    bank = Bank(memory_settings)
+    ann = Account("ann", Decimal(0))
+    bank.write(ann)
+    unknown = uuid4()
+
+    with pytest.raises(NotFound, match=f"Account {unknown} not found"):
+        bank.get_many(Account, [ann.id, unknown])
+
+
+class CachingBank(Bank):
+    aggregate_cache_size = 10
+
+
+def test_a_cached_aggregate_sees_what_another_writer_stored(
+    memory_settings: Settings,
+) -> None:
+    # Given an account cached by one application
+    bank = CachingBank(memory_settings)
+    ann = Account("ann", Decimal(0))
+    bank.write(ann)
+    stale = bank.get(Account, ann.id)
+
+    # When a deposit is written from another copy
+    fresh = bank.get(Account, ann.id)
+    fresh.deposit(Decimal(7))
+    bank.write(fresh)
+
+    # Then the next read has it, and the stale copy cannot be written
+    assert bank.get(Account, ann.id).balance == Decimal(7)
+    assert bank.get_many(Account, [ann.id])[0].balance == Decimal(7)
+    stale.deposit(Decimal(1))
+    with pytest.raises(Conflict):
+        bank.write(stale)

@@ -139,3 +139,32 @@ def test_a_message_that_breaks_its_contract_is_kept_at_once(
         (letter,) = records.find(DEAD_LETTERS)
     assert "owner" in letter["reason"]
     assert consumer.outcomes == {"dead_lettered": 1}
+
+
+def test_messages_applied_together_apply_in_order_once_each_or_not_at_all(
+    store: RecordStore,
+) -> None:
+    # Given an inbox that has applied one message already
+    inbox = InProcessConsumer(
+        MemoryTransport(), "ledger", {"Opened": count}, store, patterns=["bank.*"]
+    )
+    inbox.apply(Envelope("Opened", {"owner": "ann"}, {"message_id": "bank:1"}))
+
+    def opened(owner: str, n: int) -> Envelope:
+        return Envelope("Opened", {"owner": owner}, {"message_id": f"bank:{n}"})
+
+    # When a batch holds it again, new ones, and one new one twice
+    firsts = inbox.apply_all(
+        [opened("ann", 1), opened("bob", 2), opened("ann", 3), opened("bob", 2)]
+    )
+
+    # Then each new one applies once, in order, and the others are duplicates
+    assert firsts == [False, True, True, False]
+    assert owners(store) == {"ann": 2, "bob": 1}
+    assert inbox.outcomes == {"applied": 3, "duplicate": 2}
+
+    # And a batch with a failing message applies none of its messages
+    with pytest.raises(KeyError):
+        inbox.apply_all([opened("cid", 4), Envelope("Closed", {}, {"message_id": "x"})])
+    assert owners(store) == {"ann": 2, "bob": 1}
+    assert inbox.apply(opened("cid", 4))

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
 
 import pytest
 
-from ordersys import RequestTimeout, load_settings
-from ordersys.processes import BusSender, ProcessRunner
+from ordersys import BusinessRuleViolation, RequestTimeout, load_settings
+from ordersys.processes import Batch, BusSender, ProcessRunner, Saga
 from ordersys.settings import Settings
 from tests.unit.bookings import (
     PAYMENT_WINDOW,
@@ -180,3 +182,142 @@ def test_a_deadline_fires_once_after_a_restart(tmp_path: Path) -> None:
     assert after.seats.handled == [("release", str(booking.id))]
     assert again.seats.handled == []
     assert after.hold(booking).reason == "payment not received in time"
+
+
+def _saga_events(world: World, hold: Hold) -> list[str]:
+    return [type(e).__name__ for e in world.expiry.events.get(hold.id)]
+
+
+def test_a_saga_records_one_event_per_handling_and_replays_to_the_same_state(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        {"persistence": "sqlite", "sqlite_path": str(tmp_path / "events.db")}
+    )
+    world = World(settings)
+    booking = world.book()
+    world.runner.run_until_idle()
+    world.pay(booking)
+
+    world.runner.run_until_idle()
+
+    kept = world.hold(booking)
+    # Started with the hold sent and its deadline set; the hold's reply; the
+    # deadline cancelled, the confirmation sent and the saga finished; its reply.
+    assert _saga_events(world, kept) == ["Started", "Stepped", "Stepped", "Stepped"]
+    replayed = World(settings).hold(booking)
+    assert replayed is not kept
+    assert (replayed.version, replayed.status, replayed.awaiting) == (
+        kept.version,
+        "completed",
+        {},
+    )
+    assert replayed.deadlines == kept.deadlines == {}
+
+
+class BatchSender:
+    """Sends each round's commands in one batch; seats.hold is refused."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def send(self, command_type: str, payload: dict[str, Any], command_id: UUID) -> Any:
+        raise AssertionError("a sender with send_many is sent batches")
+
+    def send_many(self, batch: Batch) -> list[Any]:
+        self.batches.append([message_type for message_type, _, _ in batch])
+        return [
+            BusinessRuleViolation("no seats") if message_type == "seats.hold" else None
+            for message_type, _, _ in batch
+        ]
+
+
+def test_a_sender_with_send_many_gets_a_rounds_commands_at_once_and_errors_as_values(
+    world: World,
+) -> None:
+    sender = world.runner.sender = BatchSender()
+    first, second = world.book(), world.book()
+
+    world.runner.run_until_idle()
+
+    assert sender.batches == [["seats.hold", "seats.hold"]]
+    for booking in (first, second):
+        hold = world.hold(booking)
+        assert (hold.status, hold.reason) == ("failed", "hold refused: no seats")
+
+
+def test_an_idle_round_reads_each_upstream_log_once_and_nothing_else(
+    world: World,
+) -> None:
+    world.book()
+    world.runner.run_until_idle()
+    calls: list[str] = []
+    for app in (world.bookings, world.expiry):
+        for method in ("select_notifications", "max_tracking_id", "insert_tracking"):
+            if hasattr(app.recorder, method):
+                original = getattr(app.recorder, method)
+
+                def counted(
+                    *args: Any, _name: str = method, _f: Any = original, **kw: Any
+                ) -> Any:
+                    calls.append(_name)
+                    return _f(*args, **kw)
+
+                setattr(app.recorder, method, counted)
+
+    assert world.runner.run_once() == 0
+    assert world.runner.run_once() == 0
+
+    assert calls == ["select_notifications", "select_notifications"]
+
+
+def test_a_saga_written_elsewhere_meanwhile_is_read_again(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"persistence": "sqlite", "sqlite_path": str(tmp_path / "events.db")}
+    )
+    world = World(settings)
+    booking = world.book()
+    world.runner.run_until_idle()
+    elsewhere = HoldExpiry(settings)
+    changed = elsewhere.saga(Hold, booking.id)
+    assert changed is not None
+    changed.reissue("seats.hold", {"booking_id": str(booking.id), "item": "concert"})
+    elsewhere.write(changed)
+
+    world.pay(booking)
+    world.runner.run_until_idle()
+
+    assert world.seats.handled == [
+        ("hold", str(booking.id)),
+        ("hold", str(booking.id)),
+        ("confirm", str(booking.id)),
+    ]
+    assert world.hold(booking).status == "completed"
+
+
+def test_a_saga_recorded_one_event_per_change_is_still_driven(world: World) -> None:
+    booking_id = uuid4()
+    legacy = Hold(key=str(booking_id))
+    # As sagas were recorded before a step became one event: each change its own.
+    record = super(Saga, legacy).trigger_event
+    record(
+        Saga.CommandIssued,
+        command_id=uuid4(),
+        message_type="seats.hold",
+        payload={"booking_id": str(booking_id), "item": "concert"},
+    )
+    record(Saga.DeadlineSet, name="payment", due=world.clock() + PAYMENT_WINDOW)
+    world.expiry.write(legacy)
+    assert _saga_events(world, legacy) == ["Started", "CommandIssued", "DeadlineSet"]
+
+    world.runner.run_until_idle()
+    world.clock.advance(PAYMENT_WINDOW * 2)
+    world.runner.run_until_idle()
+
+    assert world.seats.handled == [
+        ("hold", str(booking_id)),
+        ("release", str(booking_id)),
+    ]
+    hold = world.expiry.saga(Hold, booking_id)
+    assert hold is not None
+    assert (hold.status, hold.reason) == ("failed", "payment not received in time")

@@ -170,3 +170,84 @@ def test_a_failing_event_is_retried_not_skipped(bank: Bank) -> None:
         runner.wait(bank.head_position(), timeout=10)
 
     assert ReadModel(runner.store).count("deposits") == 3
+
+
+class Calls:
+    """Counts the calls of some methods of an object, which still do their work."""
+
+    def __init__(self, target: Any, *names: str) -> None:
+        self.counts = dict.fromkeys(names, 0)
+        for name in names:
+            setattr(target, name, self._counted(name, getattr(target, name)))
+
+    def _counted(self, name: str, method: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.counts[name] += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def test_a_caught_up_runner_polls_with_one_read_of_the_events(bank: Bank) -> None:
+    open_account(bank, "ann", 1)
+    runner = ProjectionRunner(Balances, bank)
+    runner.catch_up()
+    view = Calls(runner.projection.view, "max_tracking_id", "get", "get_many")
+    events = Calls(bank.recorder, "select_notifications")
+
+    for _ in range(5):
+        assert runner.run_once() == 0
+
+    assert events.counts == {"select_notifications": 5}
+    assert view.counts == {"max_tracking_id": 0, "get": 0, "get_many": 0}
+
+
+def test_a_batch_fetches_the_documents_it_lacks_in_one_query(bank: Bank) -> None:
+    accounts = [open_account(bank, f"owner{n}") for n in range(20)]
+    first = ProjectionRunner(Balances, bank)
+    first.catch_up()
+    for account in accounts:
+        account.deposit(Decimal(2))
+    bank.write(*accounts)
+    restarted = ProjectionRunner(Balances, bank, store=first.store)
+    view = Calls(restarted.projection.view, "get", "get_many")
+
+    assert restarted.run_once() == 20
+
+    assert view.counts == {"get": 0, "get_many": 1}
+    balances = ReadModel(restarted.store).find("accounts", limit=100)
+    assert {doc["balance"] for doc in balances} == {"2"}
+
+
+def test_two_runners_of_one_read_model_apply_each_event_once(bank: Bank) -> None:
+    account = open_account(bank, "ann", 1)
+    first = ProjectionRunner(Balances, bank)
+    first.catch_up()
+    second = ProjectionRunner(Balances, bank, store=first.store)
+    account.deposit(Decimal(10))
+    bank.write(account)
+    second.catch_up()
+    account.deposit(Decimal(100))
+    bank.write(account)
+
+    first.catch_up()  # its documents in memory are stale: refused, then re-read
+    second.catch_up()
+
+    doc = ReadModel(first.store).get("accounts", str(account.id))
+    assert doc is not None
+    assert doc["balance"] == "111"
+    assert first.position() == second.position() == bank.head_position()
+
+
+def test_a_rebuild_reports_its_progress_page_by_page(bank: Bank) -> None:
+    for n in range(25):
+        open_account(bank, f"owner{n}", 1)
+    runner = ProjectionRunner(Balances, bank)
+    runner.rebuild_page = 20
+    heard: list[tuple[int, int]] = []
+
+    runner.rebuild(progress=lambda done, head: heard.append((done, head)))
+
+    assert heard == [(20, 50), (40, 50), (50, 50)]
+    assert runner.rebuilt_position == 50
+    assert ReadModel(runner.store).count("accounts") == 25

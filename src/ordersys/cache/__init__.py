@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 if TYPE_CHECKING:
     from ordersys.cache.memory import MemoryCache
@@ -43,6 +46,16 @@ class ReadModelCache(ABC):
         self, namespace: str, key: str, doc: dict[str, Any] | None, position: int
     ) -> bool:
         """Cache ``doc`` unless a later position is cached; True if written."""
+
+    def put_many(
+        self, namespace: str, entries: Sequence[tuple[str, bytes | None]], position: int
+    ) -> None:
+        """:meth:`put` each ``(key, JSON text)`` (``None``: deleted) at
+        ``position``; adapters send them at once."""
+        for key, text in entries:
+            self.put(
+                namespace, key, None if text is None else orjson.loads(text), position
+            )
 
     @abstractmethod
     def clear(self, namespace: str) -> None:

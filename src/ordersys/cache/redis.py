@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from ordersys.cache import Cached, ReadModelCache
@@ -68,6 +69,22 @@ class RedisCache(ReadModelCache):
         except redis.RedisError as e:
             raise self._unavailable(e) from None
         return bool(written)
+
+    def put_many(
+        self, namespace: str, entries: Sequence[tuple[str, bytes | None]], position: int
+    ) -> None:
+        # One round trip for a batch's documents, not one each.
+        pipe = self._client.pipeline(transaction=False)
+        for key, text in entries:
+            self._put(
+                keys=[self._key(namespace, key)],
+                args=[position, b"null" if text is None else text, self._ttl],
+                client=pipe,
+            )
+        try:
+            pipe.execute()
+        except redis.RedisError as e:
+            raise self._unavailable(e) from None
 
     def clear(self, namespace: str) -> None:
         try:

@@ -8,6 +8,16 @@ message's identity (origin service and position, the message id) in
 and the message is acknowledged only after the commit. A redelivered message
 finds its record and changes nothing.
 
+Messages delivered together are applied together: the consumer takes what
+has arrived (up to ``batch_size``, gathering until the connection has had
+nothing more for ``GATHER`` seconds), applies it in one transaction (one
+statement records every id, then the handlers' effects, one commit) and then
+acknowledges the lot with one ``basic.ack`` (``multiple``) of the last
+delivery. If that transaction fails for any reason but an outage, the batch
+is applied again one message at a time: the others apply, and only the one
+that fails alone counts an attempt (below). A consumer killed before the ack
+has its whole batch delivered again, where it finds the dedupe records.
+
 A message that cannot be handled goes to the queue's dead-letter queue
 (``<queue>.dlq``) with the reason in the ``x-ordersys-error`` header: at once if
 it is malformed, of a type nobody handles, or does not fit its contract (see
@@ -34,23 +44,30 @@ import psycopg
 from kombu.connection import Connection as KombuConnection
 from kombu.entity import Exchange, Queue, binding
 from kombu.message import Message as KombuMessage
-from kombu.messaging import Producer
+from kombu.messaging import Consumer, Producer
 from psycopg import sql
 
-from ordersys.errors import InvalidInput
+from ordersys.errors import InfrastructureUnavailable, InvalidInput
 from ordersys.messages import Message
 from ordersys.messaging.inbox import Handler, Inbox
 from ordersys.outages import Outages, server_of
 from ordersys.persistence.database import connect, creating_tables, ensure_schema
 from ordersys.readmodels.records import RecordStore
 from ordersys.readmodels.records_postgres import PostgresRecordStore
-from ordersys.settings import Settings
+from ordersys.settings import Settings, address_of
 from ordersys.transport import ERROR_HEADER, Envelope
-from ordersys.transport.rabbitmq import Undecodable, consume_in_thread
+from ordersys.transport.rabbitmq import CONNECT_TIMEOUT, Undecodable
 
 __all__ = ["EventConsumer", "Handler", "queues_for", "registered_queues"]
 
 logger = logging.getLogger("ordersys.consumer")
+
+GATHER = 0.002
+"""Seconds a consumer waits for the next message of a batch: deliveries of
+one burst arrive well within it, and a lone message is barely delayed."""
+
+Delivery = tuple[Any, KombuMessage]
+"""A message's decoded body (or :class:`Undecodable`) and the message."""
 
 
 def dead_letter_exchange(prefix: str) -> Exchange:
@@ -113,7 +130,9 @@ def registered_queues(settings: Settings) -> list[str]:
 class EventConsumer(Inbox):
     """Consumes ``queue`` and applies each event exactly once, in ``store``
     (by default, the record store ``queue`` in ``schema`` of PostgreSQL); it
-    closes the store when it stops."""
+    closes the store when it stops. It applies up to ``batch_size`` messages
+    in one transaction, with up to ``prefetch`` delivered ahead (more than
+    ``batch_size``, so that the next batch arrives while one is applied)."""
 
     def __init__(
         self,
@@ -123,7 +142,8 @@ class EventConsumer(Inbox):
         *,
         patterns: Sequence[str],
         prefix: str | None = None,
-        prefetch: int = 20,
+        prefetch: int = 100,
+        batch_size: int = 50,
         max_attempts: int = 5,
         contracts: Mapping[str, type[Message]] | None = None,
         schema: str | None = None,
@@ -142,6 +162,7 @@ class EventConsumer(Inbox):
         self.settings = settings
         self.prefix = prefix
         self.prefetch = prefetch
+        self.batch_size = min(batch_size, prefetch) if prefetch else batch_size
         self.queue, self.dlq = queues_for(prefix, queue, patterns, max_attempts)
         ensure_schema(settings, registry)
         with (
@@ -156,18 +177,16 @@ class EventConsumer(Inbox):
 
     def start(self) -> None:
         """Consume in a background thread, which declares the queues (and
-        waits for the broker, if it is not there yet)."""
+        waits for the broker, if it is not there yet). Returns once consuming
+        has begun, or once the first attempt has failed: the thread keeps
+        trying."""
         self._stopping.clear()
-        self._thread = consume_in_thread(
-            self.settings.rabbitmq_url,
-            self.name,
-            [self.queue],
-            self._on_message,
-            self.prefetch,
-            self._stopping,
-            declare=[self.dlq],
-            outages=self.outages,
+        attempted = threading.Event()
+        self._thread = threading.Thread(
+            target=self._consume_forever, args=(attempted,), name=self.name, daemon=True
         )
+        self._thread.start()
+        attempted.wait(CONNECT_TIMEOUT * 2)
 
     def depths(self) -> dict[str, int]:
         """Messages waiting in the queue and in its dead-letter queue, as the
@@ -188,31 +207,116 @@ class EventConsumer(Inbox):
             self._thread = None
         self.close()
 
-    def _on_message(self, body: Any, message: KombuMessage, producer: Producer) -> None:
-        try:
-            envelope = self._envelope(body, message)
-        except InvalidInput as e:
-            self._dead_letter(message, producer, e.message)
+    def _consume_forever(self, attempted: threading.Event) -> None:
+        url = self.settings.rabbitmq_url
+        while not self._stopping.is_set():
+            try:
+                with KombuConnection(
+                    url, heartbeat=10, connect_timeout=CONNECT_TIMEOUT
+                ) as connection:
+                    self._consume(connection, attempted)
+            except Exception as e:
+                attempted.set()
+                if self._stopping.is_set():
+                    return
+                if server_of(e) == "RabbitMQ":
+                    reason = str(e) or repr(e)
+                    lost = InfrastructureUnavailable(
+                        "RabbitMQ", address_of(url), reason
+                    )
+                    self.outages.wait(lost, self._stopping)
+                else:
+                    logger.exception("%s failed; consuming again", self.name)
+                    self._stopping.wait(1.0)
+
+    def _consume(self, connection: KombuConnection, attempted: threading.Event) -> None:
+        channel = connection.channel()
+        self.dlq(channel).declare()
+        channel.basic_qos(0, self.prefetch, False)
+        producer = Producer(channel)
+        delivered: list[Delivery] = []
+
+        def undecodable(message: KombuMessage, error: Exception) -> None:
+            delivered.append((Undecodable(bytes(message.body), str(error)), message))
+
+        consumer = Consumer(
+            channel,
+            queues=[self.queue],
+            callbacks=[lambda body, message: delivered.append((body, message))],
+            on_decode_error=undecodable,
+        )
+        with consumer:
+            self.outages.over("RabbitMQ")
+            attempted.set()
+            while not self._stopping.is_set():
+                try:
+                    connection.drain_events(timeout=0.5)
+                    while delivered and len(delivered) < self.batch_size:
+                        connection.drain_events(timeout=GATHER)
+                except TimeoutError:
+                    connection.heartbeat_check()
+                if delivered:
+                    batch = delivered[:]
+                    delivered.clear()
+                    self._on_batch(batch, producer)
+
+    def _on_batch(self, delivered: list[Delivery], producer: Producer) -> None:
+        """Apply ``delivered``, dead-letter what cannot apply, requeue what is
+        to be tried again, and acknowledge the rest with one ``basic.ack``."""
+        done: list[KombuMessage] = []
+        """Messages to acknowledge: applied, duplicates, dead-lettered."""
+        batch: list[tuple[Envelope, KombuMessage]] = []
+        for body, message in delivered:
+            try:
+                batch.append((self._envelope(body, message), message))
+            except InvalidInput as e:
+                self._dead_letter(message, producer, e.message)
+                done.append(message)
+        if batch and not self._apply(batch, producer, done):
+            # Stopping: the rest stays unacknowledged, to be delivered again.
+            for message in done:
+                message.ack()
             return
+        if done:
+            # Every message of the batch is settled: those requeued are no
+            # longer outstanding, so this acknowledges exactly the others.
+            max(done, key=lambda message: int(message.delivery_tag)).ack(multiple=True)
+
+    def _apply(
+        self,
+        batch: list[tuple[Envelope, KombuMessage]],
+        producer: Producer,
+        done: list[KombuMessage],
+    ) -> bool:
+        """Apply ``batch`` in one transaction, else one message at a time;
+        False if the consumer is stopping (and left the rest)."""
         try:
-            self._apply_through_outages(envelope, producer)
+            self._apply_through_outages([envelope for envelope, _ in batch], producer)
         except Exception as e:
             if self._stopping.is_set():
-                return  # unacknowledged: delivered again once a consumer is back
+                return False
             if server_of(e) is not None:
                 raise  # the broker went away meanwhile: the consumer reconnects
-            self._retry_or_dead_letter(envelope, message, producer, e)
-            return
-        self._attempts.pop(envelope.headers["message_id"], None)
-        message.ack()
+            if len(batch) > 1:
+                return all(self._apply([one], producer, done) for one in batch)
+            envelope, message = batch[0]
+            if self._retry_or_dead_letter(envelope, message, producer, e):
+                done.append(message)
+            return True
+        for envelope, message in batch:
+            self._attempts.pop(envelope.headers["message_id"], None)
+            done.append(message)
+        return True
 
-    def _apply_through_outages(self, envelope: Envelope, producer: Producer) -> None:
-        """Apply ``envelope``, waiting out any outage however long it lasts.
+    def _apply_through_outages(
+        self, envelopes: list[Envelope], producer: Producer
+    ) -> None:
+        """Apply ``envelopes``, waiting out any outage however long it lasts.
         Meanwhile the broker gets heartbeats: the consuming thread is in here,
-        not reading, and the broker would take the message back otherwise."""
+        not reading, and the broker would take the messages back otherwise."""
         while True:
             try:
-                self.apply(envelope)
+                self.apply_all(envelopes)
             except Exception as e:
                 if server_of(e) is None or self._stopping.is_set():
                     raise
@@ -242,7 +346,10 @@ class EventConsumer(Inbox):
         message: KombuMessage,
         producer: Producer,
         error: Exception,
-    ) -> None:
+    ) -> bool:
+        """Requeue the message after a backoff, or dead-letter it once it has
+        failed ``max_attempts`` times; True if it was dead-lettered (and is to
+        be acknowledged)."""
         message_id = envelope.headers["message_id"]
         attempts = self._attempts.get(message_id, 0) + 1
         self._attempts[message_id] = attempts
@@ -250,17 +357,20 @@ class EventConsumer(Inbox):
             self._attempts.pop(message_id, None)
             reason = f"failed {attempts} times: {error!r}"
             self._dead_letter(message, producer, reason)
-            return
+            return True
         self.outcomes["retried"] += 1
         logger.warning(
             "%s: %s failed (attempt %s): %r", self.name, message_id, attempts, error
         )
         self._stopping.wait(min(0.05 * 2**attempts, 2.0))
         message.requeue()
+        return False
 
     def _dead_letter(
         self, message: KombuMessage, producer: Producer, reason: str
     ) -> None:
+        """Publish the message to the dead-letter queue (the caller
+        acknowledges it, after)."""
         self.outcomes["dead_lettered"] += 1
         logger.error("%s: dead-lettered: %s", self.name, reason)
         headers = dict(message.headers or {})
@@ -276,4 +386,3 @@ class EventConsumer(Inbox):
             delivery_mode=2,
             message_id=message.properties.get("message_id"),
         )
-        message.ack()

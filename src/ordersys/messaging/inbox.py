@@ -5,6 +5,12 @@ consumer checks each against its contract and applies it in one transaction
 of its :class:`~ordersys.readmodels.records.RecordStore` that first records
 the message's id; the handler's effect commits with that record, so a
 message delivered again finds it and changes nothing.
+
+Messages that arrive together are applied together (:meth:`Inbox.apply_all`):
+one transaction records all their ids at once, applies the new ones in order
+and commits once. If any of them fails, none of them is applied: the
+consumer then applies them one at a time, so that only the failing one is
+retried or dead-lettered.
 """
 
 from __future__ import annotations
@@ -64,15 +70,30 @@ class Inbox:
 
     def apply(self, envelope: Envelope) -> bool:
         """Apply ``envelope`` once; False if it had been applied already."""
+        return self.apply_all([envelope])[0]
+
+    def apply_all(self, envelopes: Sequence[Envelope]) -> list[bool]:
+        """Apply ``envelopes`` in order, each once, in one transaction (all or
+        none); for each, False if it had been applied already (or comes again
+        earlier in ``envelopes``)."""
+        ids = [envelope.headers["message_id"] for envelope in envelopes]
         with self.store.transaction() as records:
-            first = records.first_delivery(self.name, envelope.headers["message_id"])
-            if first:
-                with handling(envelope):
-                    self.handlers[envelope.message_type](envelope, records)
-            else:
-                self.duplicates += 1
-        self.outcomes["applied" if first else "duplicate"] += 1
-        return first
+            new = records.first_deliveries(self.name, ids)
+            firsts = []
+            for envelope, message_id in zip(envelopes, ids, strict=True):
+                first = message_id in new
+                new.discard(message_id)
+                if first:
+                    with handling(envelope):
+                        self.handlers[envelope.message_type](envelope, records)
+                firsts.append(first)
+        applied, again = sum(firsts), len(firsts) - sum(firsts)
+        if applied:
+            self.outcomes["applied"] += applied
+        if again:
+            self.outcomes["duplicate"] += again
+            self.duplicates += again
+        return firsts
 
     def processed_at(self, message_ids: Sequence[str]) -> dict[str, datetime]:
         """When each of ``message_ids`` that this consumer applied was applied

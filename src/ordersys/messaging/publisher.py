@@ -6,18 +6,22 @@ messages without waiting (:meth:`~ConfirmedPublisher.send`) and reads the
 confirms as they arrive (:meth:`~ConfirmedPublisher.confirmed_through`; one ack
 often covers many messages). A nack or a lost connection fails everything still
 unconfirmed: the caller publishes it again, which is safe because consumers
-deduplicate by message id.
+deduplicate by message id. A batch's frames go to the socket in one write: a
+write per message (a system call, a TCP segment each) cost more than the
+rest of publishing it.
 """
 
 from __future__ import annotations
 
-import json
+import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import amqp
+import orjson
+from amqp.method_framing import frame_writer
 from kombu.connection import Connection
 
 from ordersys.errors import InfrastructureUnavailable
@@ -35,6 +39,79 @@ class Outgoing:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
+_PROPERTY_FLAGS = struct.pack(
+    ">H",
+    0x8000  # content_type
+    | 0x2000  # application_headers
+    | 0x1000  # delivery_mode
+    | 0x0080,  # message_id
+)
+_JSON = b"\x10application/json"
+_PERSISTENT = b"\x02"
+_INT32 = 2**31 - 1
+
+
+def _header_table(headers: Mapping[str, Any]) -> bytes | None:
+    """AMQP's field table of ``headers`` if every value is a string or an
+    integer of 32 bits (what messages here carry), else None."""
+    entries = []
+    for key, value in headers.items():
+        name = key.encode("utf-8", "surrogatepass")
+        entries.append(struct.pack("B", len(name)))
+        entries.append(name)
+        if isinstance(value, str):
+            encoded = value.encode("utf-8", "surrogatepass")
+            entries.append(struct.pack(">cI", b"S", len(encoded)))
+            entries.append(encoded)
+        elif type(value) is int and -_INT32 <= value <= _INT32:
+            entries.append(struct.pack(">ci", b"I", value))
+        else:
+            return None
+    table = b"".join(entries)
+    return struct.pack(">I", len(table)) + table
+
+
+class _Message(amqp.Message):  # type: ignore[misc]  # py-amqp has no types
+    """A persistent JSON message with an id and headers, whose properties are
+    written as py-amqp writes them, but directly: its general writer took more
+    CPU than all the rest of publishing a message."""
+
+    __slots__ = ()
+
+    def _serialize_properties(self) -> bytes:
+        table = _header_table(self.properties["application_headers"])
+        message_id = self.properties["message_id"].encode()
+        if table is None or len(message_id) > 255:
+            written: bytes = super()._serialize_properties()
+            return written
+        return b"".join(
+            (
+                _PROPERTY_FLAGS,
+                _JSON,
+                table,
+                _PERSISTENT,
+                struct.pack("B", len(message_id)),
+                message_id,
+            )
+        )
+
+
+class _Frames:
+    """A transport for py-amqp's frame writer that keeps what it is given. The
+    writer reuses one buffer for every frame, so each is copied."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.chunks.append(bytes(data))
+
+    def take(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        return data
+
+
 class ConfirmedPublisher:
     """Publishes batches to one topic exchange and waits for all their confirms."""
 
@@ -50,6 +127,8 @@ class ConfirmedPublisher:
         self._unconfirmed: set[int] = set()
         self._nacked = False
         self._next_tag = 1
+        self._frames = _Frames()
+        self._write_frame: Any = None
 
     def _open(self) -> Any:
         if self._channel is None:
@@ -63,6 +142,7 @@ class ConfirmedPublisher:
             channel.events["basic_ack"].add(self._on_ack)
             channel.events["basic_nack"].add(self._on_nack)
             self._connection, self._channel, self._next_tag = connection, channel, 1
+            self._write_frame = frame_writer(channel.connection, self._frames)
         return self._channel
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
@@ -85,21 +165,28 @@ class ConfirmedPublisher:
         last one (confirmed once :meth:`confirmed_through` reaches it)."""
         try:
             channel = self._open()
-            for message in messages:
-                channel.basic_publish(
-                    amqp.Message(
-                        message.body,
-                        content_type="application/json",
-                        delivery_mode=2,
-                        message_id=message.message_id,
-                        application_headers=message.headers,
-                    ),
-                    exchange=self.exchange,
-                    routing_key=message.routing_key,
-                )
-                self._unconfirmed.add(self._next_tag)
-                self._next_tag += 1
+            connection = channel.connection
+            direct, connection.frame_writer = connection.frame_writer, self._write_frame
+            try:
+                for message in messages:
+                    channel.basic_publish(
+                        _Message(
+                            message.body,
+                            content_type="application/json",
+                            delivery_mode=2,
+                            message_id=message.message_id,
+                            application_headers=message.headers,
+                        ),
+                        exchange=self.exchange,
+                        routing_key=message.routing_key,
+                    )
+                    self._unconfirmed.add(self._next_tag)
+                    self._next_tag += 1
+            finally:
+                connection.frame_writer = direct
+            connection.transport.write(self._frames.take())
         except Exception as e:
+            self._frames.chunks.clear()
             raise self._failed(e) from None
         return self._next_tag - 1
 
@@ -178,7 +265,7 @@ class TransportPublisher:
 
     def send(self, messages: Sequence[Outgoing]) -> int:
         for message in messages:
-            decoded = json.loads(message.body)
+            decoded = orjson.loads(message.body)
             headers = {k: str(v) for k, v in message.headers.items()}
             envelope = Envelope(decoded["message_type"], decoded["body"], headers)
             self.transport.publish(message.routing_key, envelope)

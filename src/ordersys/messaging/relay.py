@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
@@ -69,6 +70,22 @@ def event_name(topic: str) -> str:
     return topic.rsplit(".", 1)[-1].rsplit(":", 1)[-1]
 
 
+_JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+
+
+def message_body(name: str, payload: dict[str, Any]) -> bytes:
+    """The message of event ``name`` with ``payload``: what
+    ``json.dumps(to_jsonable_python(...))`` makes, at a fraction of its cost
+    (orjson writes UUIDs and datetimes itself; anything else it cannot, such
+    as a ``Decimal`` or an integer beyond 64 bits, is written as pydantic
+    would)."""
+    message = {"message_type": name, "body": payload}
+    try:
+        return orjson.dumps(message, default=to_jsonable_python, option=_JSON_OPTIONS)
+    except TypeError:
+        return json.dumps(to_jsonable_python(message)).encode()
+
+
 class Relay:
     """Publishes ``app``'s integration events as ``service`` with confirms.
 
@@ -91,7 +108,9 @@ class Relay:
         self.private_fields = frozenset(private_fields) | {TRACE_FIELD}
         self.service = service
         self.publisher = publisher
-        self.topics = {f"{c.__module__}:{c.__qualname__}" for c in integration_events}
+        topics = (f"{c.__module__}:{c.__qualname__}" for c in integration_events)
+        self.names = {topic: event_name(topic) for topic in topics}
+        """The topic of each integration event, and its name in messages."""
         self.batch_size = batch_size
         self.window = window
         self._sent_through: int | None = None
@@ -140,7 +159,7 @@ class Relay:
         if not notifications:
             return 0
         last_tag = self.publisher.send(
-            [self._outgoing(n) for n in notifications if n.topic in self.topics]
+            [self._outgoing(n) for n in notifications if n.topic in self.names]
         )
         self._sent_through = notifications[-1].id
         self.milestones.reached(self._sent_through)
@@ -165,15 +184,9 @@ class Relay:
 
     def _outgoing(self, notification: Notification) -> Outgoing:
         domain_event = self.app.mapper.to_domain_event(notification)
-        name = event_name(notification.topic)
-        payload = to_jsonable_python(
-            {
-                k: v
-                for k, v in vars(domain_event).items()
-                if k not in self.private_fields
-            }
-        )
-        body = json.dumps({"message_type": name, "body": payload}).encode()
+        name = self.names[notification.topic]
+        private = self.private_fields
+        payload = {k: v for k, v in vars(domain_event).items() if k not in private}
         message_id = f"{self.service}:{notification.id}"
         headers: dict[str, Any] = {
             "message_id": message_id,
@@ -187,7 +200,7 @@ class Relay:
                 inject_into(headers)
         return Outgoing(
             routing_key=f"{self.service}.{name}",
-            body=body,
+            body=message_body(name, payload),
             message_id=message_id,
             headers=headers,
         )

@@ -58,6 +58,9 @@ from ordersys.persistence.notifier import ThrottledNotifier
 from ordersys.persistence.pool import reuse_recent_connections
 
 MAX_NOTIFICATION_ID = 2**63 - 1
+MAX_VALUES_ROWS = 16
+"""Appends of up to this many events send them as scalar parameters (a
+statement prepared for each count), longer ones as arrays."""
 APPEND_LOCK_CLASS = 0x6F726472
 """First key of the two-key advisory locks taken by appenders ("ordr")."""
 _CURSOR = "_ordersys_cursor"
@@ -91,8 +94,11 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         )
         # Rendered and prepared on first use: the statement names the table's
         # sequence, which only the server knows.
-        self._append_sql: dict[bool, bytes] = {}
-        self._reads = {"page": self._page_sql(), "topics": self._topics_sql()}
+        self._append_sql: dict[int, bytes] = {}
+        self._reads: dict[str, Composed] = {
+            "page": self._page_sql(),
+            "topics": self._topics_sql(),
+        }
         self._rendered_sql: dict[str, bytes] = {}
         self._notify_statement = SQL(
             "SET LOCAL synchronous_commit = off; NOTIFY {}"
@@ -127,8 +133,9 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         qualified = f"{self.datastore.schema}.{self.events_table_name}"
         return zlib.crc32(qualified.encode()) - 2**31
 
-    def _append_sql_for(self, conn: Connection[Any], many: bool) -> bytes:
-        """The append statement, rendered once: one statement, no PL/pgSQL.
+    def _append_sql_for(self, conn: Connection[Any], rows: int) -> bytes:
+        """The append statement for ``rows`` events (0: any number, as arrays),
+        rendered once: one statement, no PL/pgSQL.
 
         Its common table expressions form one chain, each reading the row of
         the one before, so PostgreSQL evaluates them in this order: take the
@@ -139,38 +146,48 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         before the insert (whose conflict is the usual failure) and long
         before the commit.
         """
-        rendered = self._append_sql.get(many)
+        rendered = self._append_sql.get(rows)
         if rendered is not None:
             return rendered
         with conn.cursor(row_factory=tuple_row) as curs:
-            row = curs.execute(
+            found = curs.execute(
                 "SELECT pg_get_serial_sequence(%s, 'notification_id')",
                 (self._table.as_string(conn),),
             ).fetchone()
-        assert row is not None
-        assert row[0] is not None
+        assert found is not None
+        assert found[0] is not None
+        sequence = Literal(found[0])
         id_type = Identifier(self.datastore.originator_id_type)
-        block: Composable
-        if many:
-            events = SQL(
+        row = SQL("(%s::{id_type}, %s::bigint, %s::text, %s::bytea, {n})")
+        block: Composable = SQL("")
+        last = SQL("taken")
+        if rows == 0:
+            events: Composable = SQL(
                 "unnest(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[])"
                 " WITH ORDINALITY"
             ).format(id_type=id_type)
-            # Takes the whole block of ids at once (the first parameter is the
-            # number of events).
+            count: Composable = SQL("%s::bigint")  # the first parameter
+        else:
+            # Scalar parameters, a row of them per event: psycopg dumps each
+            # array in Python, which costs more (120 µs for two events) than
+            # the rest of the append.
+            events = SQL("(VALUES {})").format(
+                SQL(", ").join(
+                    row.format(id_type=id_type, n=Literal(n))
+                    for n in range(1, rows + 1)
+                )
+            )
+            count = Literal(rows)
+        if rows != 1:
+            # Takes the whole block of ids at once.
             block = SQL(
                 ", block AS MATERIALIZED ("
                 "  SELECT tx, first_id,"
-                "    setval({sequence}::regclass, first_id + %s::bigint - 1)"
+                "    setval({sequence}::regclass, first_id + {count} - 1)"
                 "  FROM taken"
                 ")"
-            ).format(sequence=Literal(row[0]))
+            ).format(sequence=sequence, count=count)
             last = SQL("block")
-        else:
-            events = SQL(
-                "(VALUES (%s::{id_type}, %s::bigint, %s::text, %s::bytea, 1))"
-            ).format(id_type=id_type)
-            block, last = SQL(""), SQL("taken")
         statement = SQL(
             "WITH locked AS MATERIALIZED ("
             "  SELECT pg_advisory_lock({lock_class}, {lock_key})"
@@ -193,14 +210,14 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         ).format(
             lock_class=Literal(APPEND_LOCK_CLASS),
             lock_key=Literal(self._lock_key()),
-            sequence=Literal(row[0]),
+            sequence=sequence,
             block=block,
             last=last,
             table=self._table,
             events=events,
         )
         rendered = statement.as_bytes(conn)
-        self._append_sql[many] = rendered
+        self._append_sql[rows] = rendered
         return rendered
 
     def insert_events(
@@ -234,18 +251,21 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         """
         curs = _cursor(conn)
         try:
-            if len(stored_events) == 1:
-                (e,) = stored_events
-                params: tuple[Any, ...] = (
-                    e.originator_id,
-                    e.originator_version,
-                    e.topic,
-                    e.state,
-                )
-                statement = self._append_sql.get(False) or self._append_sql_for(
-                    conn, many=False
-                )
+            count = len(stored_events)
+            params: tuple[Any, ...] | list[Any]
+            if count <= MAX_VALUES_ROWS:
+                params = [
+                    value
+                    for e in stored_events
+                    for value in (
+                        e.originator_id,
+                        e.originator_version,
+                        e.topic,
+                        e.state,
+                    )
+                ]
             else:
+                count = 0
                 params = (
                     len(stored_events),
                     [e.originator_id for e in stored_events],
@@ -253,9 +273,7 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
                     [e.topic for e in stored_events],
                     [e.state for e in stored_events],
                 )
-                statement = self._append_sql.get(True) or self._append_sql_for(
-                    conn, many=True
-                )
+            statement = self._append_sql.get(count) or self._append_sql_for(conn, count)
             curs.execute(statement, params, prepare=True, binary=True)
             rows = curs.fetchall()
         except psycopg.IntegrityError as e:
@@ -271,6 +289,69 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
             raise ProgrammingError(msg)
         first_id: int = min(row[0] for row in rows)
         return list(range(first_id, first_id + len(rows)))
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_events(
+        self,
+        originator_id: Any,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        """The library's read of one aggregate's events, on the kept cursor,
+        prepared and binary: the library composes its statement and opens a
+        cursor of dictionary rows for every aggregate it loads."""
+        shape = (gt is not None, lte is not None, desc, limit is not None)
+        params = [originator_id]
+        if gt is not None:
+            params.append(gt)
+        if lte is not None:
+            params.append(lte)
+        if limit is not None:
+            params.append(limit)
+        name = "events" + "".join("1" if flag else "0" for flag in shape)
+        if name not in self._reads:
+            self._reads[name] = self._events_sql(*shape)
+        return list(map(_stored_event, self._read(name, params)))
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_events_after(
+        self, versions: Sequence[tuple[Any, int]]
+    ) -> Sequence[StoredEvent]:
+        """The events of several aggregates, each after the version given for
+        it (0 for all of its events), in one read: in order of version within
+        each aggregate, all seen through the same snapshot."""
+        if not versions:
+            return []
+        if "after" not in self._reads:
+            self._reads["after"] = SQL(
+                "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+                "FROM unnest(%s::{id_type}[], %s::bigint[]) AS w(id, after) "
+                "JOIN {table} AS e ON e.originator_id = w.id "
+                "  AND e.originator_version > w.after "
+                "ORDER BY e.originator_id, e.originator_version"
+            ).format(
+                table=self._table,
+                id_type=Identifier(self.datastore.originator_id_type),
+            )
+        params = [[i for i, _ in versions], [v for _, v in versions]]
+        return list(map(_stored_event, self._read("after", params)))
+
+    def _events_sql(self, gt: bool, lte: bool, desc: bool, limit: bool) -> Composed:
+        return SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {table} "
+            "WHERE originator_id = %s::{id_type}{gt}{lte} "
+            "ORDER BY originator_version {order}{limit}"
+        ).format(
+            table=self._table,
+            id_type=Identifier(self.datastore.originator_id_type),
+            gt=SQL(" AND originator_version > %s::bigint" if gt else ""),
+            lte=SQL(" AND originator_version <= %s::bigint" if lte else ""),
+            order=SQL("DESC" if desc else "ASC"),
+            limit=SQL(" LIMIT %s::bigint" if limit else ""),
+        )
 
     def _wake_subscribers(self, notification_ids: Sequence[int] | None) -> None:
         if notification_ids:
@@ -322,7 +403,7 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         settled = settled_length(rows, after, snapshot[5] or 0, snapshot[6])
         return list(map(_notification, rows[:settled] if settled < len(rows) else rows))
 
-    def _read(self, name: str, params: dict[str, Any]) -> list[TupleRow]:
+    def _read(self, name: str, params: dict[str, Any] | list[Any]) -> list[TupleRow]:
         """The rows of the read ``name``, prepared, on a connection straight
         from the pool and the cursor kept with it, as appends do."""
         pool = self.datastore.pool
@@ -493,6 +574,23 @@ def _notification(row: TupleRow) -> Notification:
         },
     )
     return notification
+
+
+def _stored_event(row: TupleRow) -> StoredEvent:
+    """``StoredEvent(originator_id=row[0], ...)`` without the frozen
+    dataclass's ``__init__``, as :func:`_notification` does."""
+    stored: StoredEvent = _new(StoredEvent)
+    _set(
+        stored,
+        "__dict__",
+        {
+            "originator_id": row[0],
+            "originator_version": row[1],
+            "topic": row[2],
+            "state": row[3],
+        },
+    )
+    return stored
 
 
 class PollingSubscription(PostgresSubscription):

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.popo import POPOTrackingRecorder
 
 from ordersys.readmodels.store import (
     Change,
     Document,
+    Key,
     ReadModelStore,
     ReadModelView,
+    Row,
     Stored,
     as_json,
+    decode,
+    encode,
 )
 
 
@@ -24,22 +28,47 @@ class MemoryView(POPOTrackingRecorder, ReadModelView):
         super().__init__()
         self.documents: dict[tuple[str, str], Stored] = {}
 
-    def apply(self, changes: Sequence[Change], tracking: Tracking) -> None:
+    def apply(
+        self,
+        changes: Sequence[Change],
+        tracking: Tracking,
+        *,
+        after: int | None = None,
+    ) -> None:
         with self._database_lock:
             self._assert_tracking_uniqueness(tracking)
+            recorded = self._max_tracking_ids[tracking.application_name] or 0
+            if after is not None and recorded != after:
+                msg = f"tracking is at {recorded}, not {after}"
+                raise IntegrityError(msg)
             for change in changes:
-                if change.doc is None:
+                text = change.json
+                if text is None:
                     self.documents.pop((change.collection, change.key), None)
                 else:
                     self.documents[(change.collection, change.key)] = Stored(
-                        as_json(change.doc), tracking.notification_id
+                        decode(text), tracking.notification_id
                     )
+            self._insert_tracking(tracking)
+
+    def load(self, rows: Iterable[Row], tracking: Tracking) -> None:
+        with self._database_lock:
+            self._assert_tracking_uniqueness(tracking)
+            for row in rows:
+                self.documents[(row.collection, row.key)] = Stored(
+                    decode(row.json), row.position
+                )
             self._insert_tracking(tracking)
 
     def get(self, collection: str, key: str) -> Stored | None:
         with self._database_lock:
             stored = self.documents.get((collection, key))
         return None if stored is None else Stored(as_json(stored.doc), stored.position)
+
+    def get_many(self, keys: Collection[Key]) -> dict[Key, bytes | None]:
+        with self._database_lock:
+            found = {key: self.documents.get(key) for key in keys}
+        return {k: None if s is None else encode(s.doc) for k, s in found.items()}
 
 
 def _matches(doc: Document, where: Mapping[str, Any]) -> bool:

@@ -4,7 +4,20 @@ A consumer (the analytics of orders, the notifications of customers) keeps
 its state as JSON documents in named collections, like a read model, but it
 is fed by messages rather than by one event store in order: each message is
 applied in one transaction that first records the message's identity
-(:meth:`Records.first_delivery`), so a redelivered one changes nothing.
+(:meth:`Records.first_delivery`, or :meth:`Records.first_deliveries` for a
+batch of messages applied together), so a redelivered one changes nothing.
+
+A store is durable by default: a transaction that has committed survives a
+crash of the server. A consumer whose documents can be rebuilt (analytics,
+say: replay its events) may open its store with ``durable=False``: its
+transactions commit with PostgreSQL's ``synchronous_commit = off``, which
+spares the wait for the disk; a crash of the server (not of the consumer) may
+then lose the last ~600 ms of its commits, the documents together with the
+dedupe records of the messages applied to them (never one without the other,
+so nothing is applied twice), though the broker saw those messages
+acknowledged. A store whose documents are effects (the notifications a
+customer is sent) stays durable. SQLite, for the embedded mode, is durable
+either way.
 
 In a transaction (:meth:`RecordStore.transaction`) a document read is locked
 until the transaction ends, so read-change-write is safe against another
@@ -72,6 +85,11 @@ class Records(ABC):
         False if it had been recorded already (the message is a duplicate)."""
 
     @abstractmethod
+    def first_deliveries(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        """Record that ``consumer`` applies each of ``message_ids`` in this
+        transaction, all at once; those that had not been recorded already."""
+
+    @abstractmethod
     def processed_at(
         self, consumer: str, message_ids: Sequence[str]
     ) -> dict[str, datetime]:
@@ -111,15 +129,17 @@ def scalar_filter(where: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(where or {})
 
 
-def open_records(settings: Settings, name: str) -> RecordStore:
+def open_records(settings: Settings, name: str, *, durable: bool = True) -> RecordStore:
     """The record store ``name`` that ``settings`` select: in PostgreSQL (in
     the configured schema, else one named ``name``), or SQLite in the embedded
     mode (see :func:`~ordersys.persistence.sqlite.sqlite_file`). Stores of
-    different names never share documents, wherever they are."""
+    different names never share documents, wherever they are. ``durable=False``
+    is for documents that can be rebuilt (see above)."""
     if settings.persistence == "postgres":
         from ordersys.readmodels.records_postgres import PostgresRecordStore
 
-        return PostgresRecordStore(settings, settings.postgres_schema or name, name)
+        schema = settings.postgres_schema or name
+        return PostgresRecordStore(settings, schema, name, durable=durable)
     from ordersys.persistence.sqlite import sqlite_file
     from ordersys.readmodels.records_sqlite import SQLiteRecordStore
 

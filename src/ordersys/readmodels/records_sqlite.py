@@ -106,6 +106,10 @@ class SQLiteRecords(Records):
         )
         return self.cursor.rowcount == 1
 
+    def first_deliveries(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        # One writer at a time (BEGIN IMMEDIATE): no other can race these.
+        return {m for m in message_ids if self.first_delivery(consumer, m)}
+
     def processed_at(
         self, consumer: str, message_ids: Sequence[str]
     ) -> dict[str, datetime]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -23,8 +23,10 @@ from ordersys.readmodels.records import scalar_filter
 from ordersys.readmodels.store import (
     Change,
     Document,
+    Key,
     ReadModelStore,
     ReadModelView,
+    Row,
     Stored,
 )
 
@@ -50,36 +52,50 @@ class SQLiteView(ReadModelView):
                 "PRIMARY KEY, notification_id INTEGER NOT NULL)"
             )
 
-    def apply(self, changes: Sequence[Change], tracking: Tracking) -> None:
+    def apply(
+        self,
+        changes: Sequence[Change],
+        tracking: Tracking,
+        *,
+        after: int | None = None,
+    ) -> None:
+        with self.database.transaction() as cursor:
+            self._track(cursor, tracking, after)
+            cursor.executemany(
+                f"DELETE FROM {self.documents} WHERE collection = ? AND key = ?",
+                [(c.collection, c.key) for c in changes if c.json is None],
+            )
+            cursor.executemany(
+                f"INSERT OR REPLACE INTO {self.documents} VALUES (?, ?, ?, ?)",
+                [
+                    (c.collection, c.key, text.decode(), tracking.notification_id)
+                    for c in changes
+                    if (text := c.json) is not None
+                ],
+            )
+
+    def load(self, rows: Iterable[Row], tracking: Tracking) -> None:
         with self.database.transaction() as cursor:
             self._track(cursor, tracking)
-            for change in changes:
-                if change.doc is None:
-                    cursor.execute(
-                        f"DELETE FROM {self.documents} "
-                        "WHERE collection = ? AND key = ?",
-                        (change.collection, change.key),
-                    )
-                else:
-                    cursor.execute(
-                        f"INSERT OR REPLACE INTO {self.documents} VALUES (?, ?, ?, ?)",
-                        (
-                            change.collection,
-                            change.key,
-                            json.dumps(change.doc),
-                            tracking.notification_id,
-                        ),
-                    )
+            cursor.executemany(
+                f"INSERT INTO {self.documents} VALUES (?, ?, ?, ?)",
+                ((r.collection, r.key, r.json.decode(), r.position) for r in rows),
+            )
 
-    def _track(self, cursor: sqlite3.Cursor, tracking: Tracking) -> None:
+    def _track(
+        self, cursor: sqlite3.Cursor, tracking: Tracking, after: int | None = None
+    ) -> None:
         row = cursor.execute(
             f"SELECT notification_id FROM {self.tracking} WHERE application_name = ?",
             (tracking.application_name,),
         ).fetchone()
-        if row is not None and row[0] >= tracking.notification_id:
+        recorded = 0 if row is None else row[0]
+        if recorded >= tracking.notification_id or (
+            after is not None and recorded != after
+        ):
             msg = (
                 f"Tracking notification ID {tracking.notification_id} "
-                f"not greater than current max tracking ID {row[0]}"
+                f"not after current max tracking ID {recorded}"
             )
             raise IntegrityError(msg)
         cursor.execute(
@@ -105,6 +121,21 @@ class SQLiteView(ReadModelView):
             (collection, key),
         )
         return Stored(json.loads(rows[0][0]), rows[0][1]) if rows else None
+
+    def get_many(self, keys: Collection[Key]) -> dict[Key, bytes | None]:
+        found: dict[Key, bytes | None] = dict.fromkeys(keys)
+        for collection in {c for c, _ in found}:
+            wanted = [k for c, k in found if c == collection]
+            for start in range(0, len(wanted), 500):
+                some = wanted[start : start + 500]
+                rows = self.database.query(
+                    f"SELECT key, doc FROM {self.documents} WHERE collection = ? "
+                    f"AND key IN ({', '.join('?' * len(some))})",
+                    [collection, *some],
+                )
+                for key, doc in rows:
+                    found[(collection, key)] = doc.encode()
+        return found
 
     def drop(self) -> None:
         with self.database.transaction() as cursor:

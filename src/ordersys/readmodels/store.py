@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from ordersys.errors import InvalidInput, RequestTimeout
@@ -27,61 +28,186 @@ class Stored:
     position: int
 
 
-@dataclass(frozen=True)
-class Change:
-    """A document written (``doc``) or deleted (``doc is None``) by a batch."""
+Key = tuple[str, str]
+"""A document's (collection, key)."""
 
-    collection: str
-    key: str
-    doc: Document | None
+
+class _JsonOnly(bytes):
+    """JSON that ``orjson`` refused to write (integer keys, integers beyond 64
+    bits) and ``json`` wrote: ``json`` reads it back too."""
+
+
+_DUMP_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def encode(doc: Mapping[str, Any]) -> bytes:
+    """``doc`` as JSON text: a snapshot, and what the adapters write."""
+    try:
+        return orjson.dumps(doc, option=_DUMP_OPTIONS)
+    except TypeError:
+        pass
+    try:
+        return _JsonOnly(json.dumps(doc).encode())
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"a read-model document must be JSON: {e}") from None
+
+
+def decode(text: bytes) -> Document:
+    """A fresh document from :func:`encode`'s text."""
+    if isinstance(text, _JsonOnly):
+        loaded: Document = json.loads(text)
+        return loaded
+    decoded: Document = orjson.loads(text)
+    return decoded
+
+
+class Change:
+    """A document written (``doc``) or deleted (``doc is None``) by a batch.
+
+    A batch's changes carry the JSON text they were snapshotted as, so writing
+    them encodes nothing again; ``doc`` is decoded only if someone asks."""
+
+    __slots__ = ("_doc", "_json", "collection", "key")
+
+    def __init__(
+        self,
+        collection: str,
+        key: str,
+        doc: Document | None = None,
+        *,
+        json: bytes | None = None,
+    ) -> None:
+        self.collection = collection
+        self.key = key
+        self._doc = doc
+        self._json = json
+
+    @property
+    def doc(self) -> Document | None:
+        if self._doc is None and self._json is not None:
+            self._doc = decode(self._json)
+        return self._doc
+
+    @property
+    def json(self) -> bytes | None:
+        """The document as JSON text (``None`` for a deletion)."""
+        if self._json is None and self._doc is not None:
+            self._json = encode(self._doc)
+        return self._json
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Change):
+            return NotImplemented
+        return (self.collection, self.key, self.doc) == (
+            other.collection,
+            other.key,
+            other.doc,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Change({self.collection!r}, {self.key!r}, {self.doc!r})"
 
 
 def as_json(doc: Mapping[str, Any]) -> Document:
     """A JSON round trip: what any adapter will hand back later."""
-    try:
-        decoded: Document = json.loads(json.dumps(doc))
-    except (TypeError, ValueError) as e:
-        raise InvalidInput(f"a read-model document must be JSON: {e}") from None
-    return decoded
+    return decode(encode(doc))
 
 
 class Documents:
     """The documents a projection changes while it applies one batch of events.
 
     Reads see the batch's own earlier writes; nothing reaches the store until the
-    whole batch is applied together with its tracking position.
+    whole batch is applied together with its tracking position. A document
+    read here is the caller's own copy: it changes nothing until it is put
+    back. (A rebuild's documents hand out the document itself: change one only
+    to put it back.)
+
+    ``Documents(view)`` reads a document not yet written by the batch from
+    ``view``. A runner passes instead what it already ``known``s of the
+    committed documents (JSON text, ``None`` for absent): a key found neither
+    there nor in the batch reads as absent and is noted in :attr:`missed`, so
+    the runner can fetch them all in one query and apply the batch again.
     """
 
-    def __init__(self, view: ReadModelView) -> None:
+    def __init__(
+        self,
+        view: ReadModelView | None = None,
+        *,
+        known: Mapping[Key, bytes | None] | None = None,
+    ) -> None:
         self._view = view
-        self._pending: dict[tuple[str, str], Document | None] = {}
+        self._known: Mapping[Key, bytes | None] = {} if known is None else known
+        self.pending: dict[Key, bytes | None] = {}
+        """The batch's writes as JSON text (``None``: deleted), by key."""
+        self.missed: set[Key] = set()
+        """Keys read that neither the batch nor ``known`` had (without a view)."""
 
     def get(self, collection: str, key: str) -> Document | None:
-        if (collection, key) in self._pending:
-            pending = self._pending[(collection, key)]
-            return None if pending is None else as_json(pending)
-        stored = self._view.get(collection, key)
-        return None if stored is None else stored.doc
+        ck = (collection, key)
+        if ck in self.pending:
+            text = self.pending[ck]
+        elif ck in self._known:
+            text = self._known[ck]
+        elif self._view is not None:
+            stored = self._view.get(collection, key)
+            return None if stored is None else stored.doc
+        else:
+            self.missed.add(ck)
+            return None
+        return None if text is None else decode(text)
 
     def put(self, collection: str, key: str, doc: Mapping[str, Any]) -> None:
-        self._pending[(collection, key)] = as_json(doc)
+        self.pending[(collection, key)] = encode(doc)
 
     def delete(self, collection: str, key: str) -> None:
-        self._pending[(collection, key)] = None
+        self.pending[(collection, key)] = None
 
     @property
     def changes(self) -> list[Change]:
-        return [Change(c, k, doc) for (c, k), doc in self._pending.items()]
+        return [Change(c, k, json=text) for (c, k), text in self.pending.items()]
+
+
+@dataclass(frozen=True)
+class Row:
+    """A document of a rebuild, as JSON text, with the position that last
+    changed it."""
+
+    collection: str
+    key: str
+    json: bytes
+    position: int
 
 
 class ReadModelView(TrackingRecorder, ABC):
     """One generation of one projection's documents, with its tracking positions."""
 
     @abstractmethod
-    def apply(self, changes: Sequence[Change], tracking: Tracking) -> None:
+    def apply(
+        self,
+        changes: Sequence[Change],
+        tracking: Tracking,
+        *,
+        after: int | None = None,
+    ) -> None:
         """Write ``changes`` and ``tracking`` atomically. A tracking position not
         beyond the recorded one raises eventsourcing's ``IntegrityError`` and
-        writes nothing, so a batch is never applied twice."""
+        writes nothing, so a batch is never applied twice. With ``after``, the
+        recorded position must also be exactly ``after`` (0: none yet): a
+        runner that read the batch after ``after`` then knows nobody applied
+        anything meanwhile, and may trust the documents it keeps in memory.
+        Read models are rebuildable: adapters may commit these without
+        waiting for the disk (PostgreSQL: ``synchronous_commit = off``)."""
+
+    @abstractmethod
+    def load(self, rows: Iterable[Row], tracking: Tracking) -> None:
+        """Fill this generation, still empty, with a rebuild's ``rows`` and
+        record ``tracking``, in one transaction and in bulk."""
+
+    @abstractmethod
+    def get_many(self, keys: Collection[Key]) -> dict[Key, bytes | None]:
+        """The JSON text of each of ``keys`` (``None``: absent), in one query."""
 
     @abstractmethod
     def get(self, collection: str, key: str) -> Stored | None:

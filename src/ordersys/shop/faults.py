@@ -14,7 +14,7 @@ import signal
 from typing import Any
 from uuid import UUID
 
-from ordersys.processes import CommandSender
+from ordersys.processes import Batch, CommandSender, Outcome, send_batch
 from ordersys.settings import Settings
 from ordersys.shop.settings import ShopSettings
 
@@ -43,7 +43,8 @@ def crash_point(settings: Settings, point: str) -> None:
 
 class CrashingSender:
     """A :class:`CommandSender` that reaches ``<service>.<step>`` crash points
-    once a reply to ``steps[message_type]`` is in hand, before the saga records it."""
+    once a reply to ``steps[message_type]`` is in hand, before the saga records it
+    (for a batch: once the replies to the whole batch are)."""
 
     def __init__(
         self,
@@ -61,3 +62,10 @@ class CrashingSender:
         if command_type in self.points:
             crash_point(self.settings, self.points[command_type])
         return result
+
+    def send_many(self, batch: Batch) -> list[Outcome]:
+        outcomes = send_batch(self.inner, batch)
+        for (command_type, _, _), outcome in zip(batch, outcomes, strict=True):
+            if command_type in self.points and not isinstance(outcome, Exception):
+                crash_point(self.settings, self.points[command_type])
+        return outcomes

@@ -54,7 +54,7 @@ class SagaScenario(Generic[M]):
         self.upstream = upstream(settings)
         self.manager: M = manager_class(settings)
         self.runner = ProcessRunner(
-            self.manager, [self.upstream], self.sender, clock=clock, concurrency=1
+            self.manager, [self.upstream], self.sender, clock=clock
         )
         self._step_starts = 0
 

@@ -187,6 +187,24 @@ class Transport(ABC):
         """Send a request to ``service`` and return the reply's result; raise
         the typed error it replied with, or :class:`RequestTimeout`."""
 
+    def call_many(
+        self, requests: Sequence[tuple[str, Envelope]], timeout: float
+    ) -> list[Any | OrdersysError]:
+        """Send each ``(service, envelope)`` request and return, in their
+        order, each reply's result or its error as a value: the typed error
+        it replied with, :class:`RequestTimeout` when no reply came within
+        ``timeout`` of its sending, :class:`InfrastructureUnavailable` when
+        the broker cannot be reached. Other exceptions (a bug) are raised.
+        The default calls them one after the other; a transport over a broker
+        sends them all at once and waits for their replies together."""
+        outcomes: list[Any | OrdersysError] = []
+        for service, envelope in requests:
+            try:
+                outcomes.append(self.call(service, envelope, timeout))
+            except OrdersysError as e:
+                outcomes.append(e)
+        return outcomes
+
     @abstractmethod
     def serve(self, service: str, handler: RequestHandler) -> None:
         """Answer requests to ``service`` with ``handler`` (in the background)."""
@@ -266,3 +284,18 @@ class RpcSender:
         return self.transport.call(
             self.service_for(command_type), envelope, self.timeout
         )
+
+    def send_many(
+        self, batch: Sequence[tuple[str, dict[str, Any], uuid.UUID]]
+    ) -> list[Any | OrdersysError]:
+        """Send each ``(command_type, payload, command_id)`` as :meth:`send`
+        does, all at once; returns, in their order, each reply's result or its
+        error as a value (see :meth:`Transport.call_many`)."""
+        requests = [
+            (
+                self.service_for(command_type),
+                Envelope.new(command_type, payload, message_id=str(command_id)),
+            )
+            for command_type, payload, command_id in batch
+        ]
+        return self.transport.call_many(requests, self.timeout)

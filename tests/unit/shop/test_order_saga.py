@@ -203,3 +203,31 @@ def test_reserving_is_all_or_nothing_across_products() -> None:
 
     assert shop.stock(plenty) == (10, 10)
     assert shop.stock(scarce) == (1, 1)
+
+
+def test_a_confirmed_order_costs_its_saga_four_events() -> None:
+    shop = Shop()
+    book = shop.product(stock=3)
+    order_id = shop.submit(book)
+
+    shop.runner.run_until_idle()
+
+    saga = shop.process.saga(OrderSaga, order_id)
+    assert saga is not None
+    # Started with the reservation sent; reserved and the capture sent; paid,
+    # the confirmation and the commit sent and finished; their two replies.
+    events = list(shop.process.events.get(saga.id))
+    assert [type(e).__name__ for e in events] == [
+        "Started",
+        "Stepped",
+        "Stepped",
+        "Stepped",
+    ]
+    replayed = shop.process.repository.get(saga.id)
+    assert replayed is not saga
+    assert (replayed.status, replayed.step, replayed.awaiting, replayed.deadlines) == (
+        "completed",
+        "confirming",
+        {},
+        {},
+    )

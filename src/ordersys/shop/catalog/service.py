@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
 from ordersys import (
+    Aggregate,
     Application,
     BusinessRuleViolation,
     CommandBus,
@@ -30,12 +31,49 @@ from ordersys.shop.catalog.domain import Inventory, Product, inventory_id
 from ordersys.shop.catalog.projections import ProductCatalog
 from ordersys.shop.faults import crash_point
 
+A = TypeVar("A", bound=Aggregate)
+
 
 class Catalog(Application):
     aggregate_types = (Product, Inventory)
+    # Every order reads the inventory of each of its products, whose history
+    # grows by two events an order: replaying it each time costs more with
+    # every order (42 ms a reserve and commit after 700 orders of two products).
+    aggregate_cache_size = 10_000
 
     def inventory(self, product_id: UUID) -> Inventory:
         return self.get(Inventory, inventory_id(product_id))
+
+    def inventories(self, product_ids: Sequence[UUID]) -> list[Inventory]:
+        """The inventory of each product, in one read."""
+        return self.get_many(Inventory, [inventory_id(p) for p in product_ids])
+
+    def stock_lines(
+        self, product_ids: Sequence[UUID]
+    ) -> list[tuple[Inventory, Product]]:
+        """The inventory and the product of each of ``product_ids``, in one read."""
+        stock_ids = [inventory_id(p) for p in product_ids]
+        try:
+            loaded = self.get_many(Aggregate, [*stock_ids, *product_ids])
+        except NotFound as e:
+            missing = e.details.get("aggregate_id")
+            kind = Inventory if missing in {str(i) for i in stock_ids} else Product
+            raise NotFound(
+                f"{kind.__name__} {missing} not found", aggregate_id=missing
+            ) from None
+        count = len(stock_ids)
+        return [
+            (_of(Inventory, stock), _of(Product, product))
+            for stock, product in zip(loaded[:count], loaded[count:], strict=True)
+        ]
+
+
+def _of(kind: type[A], aggregate: Aggregate) -> A:
+    if not isinstance(aggregate, kind):
+        raise NotFound(
+            f"{kind.__name__} {aggregate.id} not found", aggregate_id=str(aggregate.id)
+        )
+    return aggregate
 
 
 def register_handlers(bus: CommandBus, catalog: Catalog) -> None:
@@ -75,12 +113,11 @@ def register_handlers(bus: CommandBus, catalog: Catalog) -> None:
     def reserve(command: ReserveInventory) -> None:
         # All the lines or none: nothing is saved unless every one fits.
         stocks = []
-        for line in command.lines:
-            stock = catalog.inventory(line.product_id)
+        loaded = catalog.stock_lines([line.product_id for line in command.lines])
+        for line, (stock, product) in zip(command.lines, loaded, strict=True):
             if str(command.order_id) in stock.reservations:
                 stocks.append(stock)
                 continue  # asked again after a crash: it was reserved then
-            product = catalog.get(Product, line.product_id)
             if product.discontinued:
                 raise BusinessRuleViolation(
                     f"{product.sku} is discontinued", product_id=str(product.id)
@@ -93,7 +130,7 @@ def register_handlers(bus: CommandBus, catalog: Catalog) -> None:
     def each_inventory(
         product_ids: list[UUID], change: Callable[[Inventory], None]
     ) -> None:
-        stocks = [catalog.inventory(p) for p in product_ids]
+        stocks = catalog.inventories(product_ids)
         for stock in stocks:
             change(stock)
         catalog.write(*stocks)

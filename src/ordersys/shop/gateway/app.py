@@ -30,6 +30,7 @@ from ordersys.shop.gateway.fastpath import CachedOrderReads
 from ordersys.shop.gateway.idempotency import IdempotencyMiddleware
 from ordersys.shop.gateway.metrics import HttpMetricsMiddleware
 from ordersys.shop.gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from ordersys.shop.gateway.placing import PlaceOrders
 from ordersys.shop.gateway.ratelimit import RateLimitMiddleware, RateLimits
 from ordersys.shop.gateway.state import in_redis, open_state
 from ordersys.shop.settings import ShopSettings
@@ -98,6 +99,7 @@ def create_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     # Added innermost first: a request meets them in the reverse order.
+    app.add_middleware(PlaceOrders, gateway=state)
     app.add_middleware(console.OrderRequests, redis=redis, prefix=state.prefix)
     app.add_middleware(
         IdempotencyMiddleware, redis=redis, tokens=tokens, prefix=settings.cache_prefix

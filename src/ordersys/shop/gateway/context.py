@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from fastapi import Request
 from redis.exceptions import RedisError
@@ -68,7 +68,7 @@ async def cached(gw: Gateway, key: str, after: int | None = None) -> Any:
     position, _, body = raw.partition(b"|")
     if after is not None and int(position) < after:
         return None
-    return json.loads(body)
+    return orjson.loads(body)
 
 
 async def caught_up(gw: Gateway, key: str, after: int, answer: Any) -> Any:

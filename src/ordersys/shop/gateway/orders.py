@@ -20,6 +20,7 @@ from uuid import UUID, uuid5
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from redis.exceptions import RedisError
+from starlette.types import Scope
 
 from ordersys.errors import BusinessRuleViolation, InvalidInput, NotFound
 from ordersys.shop.catalog.projections import ProductCatalog
@@ -165,13 +166,13 @@ async def product(
     return found
 
 
-def idempotent_id(request: Request) -> UUID | None:
+def idempotent_order_id(scope: Scope) -> UUID | None:
     """The id of the order an idempotent request places: derived from its client,
     key and content, so that a retry whose first answer was lost (and so not
     kept by the idempotency middleware) cannot place a second order: the orders
     service refuses to create the same id twice. Used when ``order.create``
     takes an ``order_id``."""
-    name = request.scope.get("state", {}).get("idempotency")
+    name = scope.get("state", {}).get("idempotency")
     if not name or "order_id" not in CreateOrder.model_fields:
         return None
     return uuid5(IDEMPOTENT_ORDERS, str(name))
@@ -224,7 +225,7 @@ async def place_order(
         "lines": lines,
         "submit": body.submit,
     }
-    order_id = idempotent_id(request)
+    order_id = idempotent_order_id(request.scope)
     if order_id is not None:
         # A retry whose first answer was lost gets the first one's (the orders
         # service places nothing twice under one id).

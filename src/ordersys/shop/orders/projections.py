@@ -8,6 +8,8 @@ from typing import Any
 from ordersys import Documents, Projection
 from ordersys.shop.orders.domain import Order, Status
 
+_PENDING = Status.PENDING.value
+
 
 def _total(lines: dict[str, dict[str, Any]]) -> int:
     return sum(x["quantity"] * x["unit_price_cents"] for x in lines.values())
@@ -26,19 +28,23 @@ class OrderDetails(Projection):
     @apply.register
     def _(self, domain_event: Order.OrderPlaced, docs: Documents) -> None:
         lines = {x["product_id"]: x for x in domain_event.lines}
+        order_id, placed_at = (
+            str(domain_event.originator_id),
+            domain_event.timestamp.isoformat(),
+        )
         docs.put(
             "orders",
-            str(domain_event.originator_id),
+            order_id,
             {
-                "order_id": str(domain_event.originator_id),
+                "order_id": order_id,
                 "customer_id": str(domain_event.customer_id),
-                "status": Status.PENDING.value,
+                "status": _PENDING,
                 "reason": "",
                 "lines": lines,
                 "total_cents": _total(lines),
                 "version": domain_event.originator_version,
-                "placed_at": domain_event.timestamp.isoformat(),
-                "updated_at": domain_event.timestamp.isoformat(),
+                "placed_at": placed_at,
+                "updated_at": placed_at,
             },
         )
 

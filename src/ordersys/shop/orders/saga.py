@@ -76,9 +76,8 @@ class OrderSaga(Saga):
         return [UUID(x["product_id"]) for x in self.lines]
 
     def _set_step_deadline(self, step: str) -> None:
-        # From the saga's own last event, not the clock: handling the same
-        # reply again decides the same deadline.
-        self.set_deadline(step, self.modified_on + timedelta(seconds=self.step_seconds))
+        # From the time the saga's step records, as its history shows it.
+        self.set_deadline(step, self.now + timedelta(seconds=self.step_seconds))
 
     @event("StepReached")
     def _step(self, step: str) -> None:

@@ -66,3 +66,16 @@ class ReadModelCacheContract(ABC):
         assert cache_.get(ns, "b") is None
         assert cache_.get(other, "a") == Cached({"n": 3}, 1)
         cache_.clear(other)
+
+    def test_put_many_writes_a_batch_as_put_does_each(
+        self, cache_: ReadModelCache, ns: str
+    ) -> None:
+        cache_.put(ns, "newer", {"v": "later"}, 9)
+
+        cache_.put_many(
+            ns, [("o1", b'{"v":1}'), ("gone", None), ("newer", b'{"v":"old"}')], 5
+        )
+
+        assert cache_.get(ns, "o1") == Cached({"v": 1}, 5)
+        assert cache_.get(ns, "gone") == Cached(None, 5)
+        assert cache_.get(ns, "newer") == Cached({"v": "later"}, 9)

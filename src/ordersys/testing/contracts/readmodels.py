@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import orjson
 import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from ordersys import InvalidInput, RequestTimeout
 from ordersys.readmodels import Change, Documents, ReadModelStore
+from ordersys.readmodels.store import Row
 
 APP = "Shop"
 
@@ -148,3 +150,65 @@ class ReadModelStoreContract(ABC):
         rm.view(1).wait_for(APP, 7, timeout=1)
         with pytest.raises(RequestTimeout, match="position 8"):
             rm.view(1).wait_for(APP, 8, timeout=0.05)
+
+    def test_a_document_read_is_a_copy_until_put_back(self, rm: ReadModelStore) -> None:
+        docs = Documents(rm.view(1))
+        docs.put("orders", "o1", {"lines": {"a": 1}})
+
+        docs.get("orders", "o1")["lines"]["b"] = 2  # type: ignore[index]
+        read = docs.get("orders", "o1")
+
+        assert read == {"lines": {"a": 1}}
+
+    def test_a_batch_applies_only_after_the_position_it_was_read_at(
+        self, rm: ReadModelStore
+    ) -> None:
+        view = rm.view(1)
+        view.apply([Change("orders", "o1", {"v": 1})], Tracking(APP, 3), after=0)
+        view.apply([Change("orders", "o1", {"v": 2})], Tracking(APP, 5), after=3)
+
+        with pytest.raises(IntegrityError):
+            view.apply([Change("orders", "o1", {"v": 3})], Tracking(APP, 9), after=3)
+        with pytest.raises(IntegrityError):
+            view.apply([Change("orders", "o2", {"v": 1})], Tracking(APP, 9), after=0)
+
+        stored = rm.get("orders", "o1")
+        assert stored is not None
+        assert (stored.doc, stored.position) == ({"v": 2}, 5)
+        assert rm.get("orders", "o2") is None
+        assert view.max_tracking_id(APP) == 5
+
+    def test_documents_are_fetched_many_at_once(self, rm: ReadModelStore) -> None:
+        self.put(rm, 1, Change("orders", "o1", {"v": 1}), Change("users", "o1", {}))
+
+        found = rm.view(1).get_many([("orders", "o1"), ("orders", "o2")])
+
+        assert set(found) == {("orders", "o1"), ("orders", "o2")}
+        assert found[("orders", "o2")] is None
+        text = found[("orders", "o1")]
+        assert text is not None
+        assert orjson.loads(text) == {"v": 1}
+
+    def test_a_rebuild_loads_a_generation_in_bulk_with_its_position(
+        self, rm: ReadModelStore
+    ) -> None:
+        odd = 'tab\t, newline\n, backslash \\, quote ", é, \u2028'
+        generation = rm.new_generation()
+        rows = [
+            Row("orders", f"o{n}", orjson.dumps({"n": n, "odd": odd}), n)
+            for n in range(1, 2001)
+        ]
+        rows.append(Row("odd\tcollection", odd, orjson.dumps({"odd": odd}), 7))
+
+        rm.view(generation).load(rows, Tracking(APP, 2500))
+        rm.promote(generation)
+
+        assert rm.count("orders") == 2000
+        stored = rm.get("orders", "o1500")
+        assert stored is not None
+        assert (stored.doc, stored.position) == ({"n": 1500, "odd": odd}, 1500)
+        oddity = rm.get("odd\tcollection", odd)
+        assert oddity is not None
+        assert oddity.doc == {"odd": odd}
+        assert rm.find("orders", {"n": 7}) == [{"n": 7, "odd": odd}]
+        assert rm.view(generation).max_tracking_id(APP) == 2500

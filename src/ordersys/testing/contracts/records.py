@@ -132,3 +132,76 @@ class RecordStoreContract(ABC):
         holder.join(5)
 
         assert sorted(claimed["first"] + claimed["second"]) == ["n1", "n2"]
+
+    def test_a_batch_of_messages_is_recorded_at_once_and_only_new_ones_count(
+        self, rs: RecordStore
+    ) -> None:
+        # Given a message this consumer applied earlier
+        with rs.transaction() as records:
+            records.first_delivery("analytics", "orders:2")
+
+        # When a batch holds it, new ones, and one of them twice
+        with rs.transaction() as records:
+            batch = ["orders:3", "orders:1", "orders:2", "orders:3"]
+            new = records.first_deliveries("analytics", batch)
+            again = records.first_deliveries("analytics", batch)
+            other = records.first_deliveries("notifications", ["orders:2"])
+        with rs.reading() as records:
+            when = records.processed_at("analytics", ["orders:1", "orders:3"])
+
+        # Then only the new ones are new, once, and each is recorded
+        assert new == {"orders:1", "orders:3"}
+        assert again == set()
+        assert other == {"orders:2"}
+        assert sorted(when) == ["orders:1", "orders:3"]
+
+    def test_a_transaction_reads_its_own_writes_and_keeps_only_what_it_writes(
+        self, rs: RecordStore
+    ) -> None:
+        # Given documents written in an earlier transaction
+        with rs.transaction() as records:
+            for n in (1, 2, 3):
+                records.put("orders", f"o{n}", {"n": n, "lines": [n]})
+
+        # When one transaction reads, changes without writing, writes, deletes
+        # and writes a deleted one again
+        with rs.transaction() as records:
+            read = records.get("orders", "o1")
+            assert read is not None
+            read["lines"].append(99)  # changed, never written
+            records.put("orders", "o2", {"n": 20, "lines": []})
+            seen = records.get("orders", "o2")
+            records.delete("orders", "o1")
+            gone = records.get("orders", "o1")
+            records.put("orders", "o4", {"n": 4, "lines": []})
+            records.delete("orders", "o3")
+            records.put("orders", "o3", {"n": 30, "lines": []})
+            counted = records.count("orders")
+            found = [d["n"] for d in records.find("orders")]
+
+        with rs.reading() as records:
+            kept = [d["n"] for d in records.find("orders")]
+            unchanged = records.get("orders", "o1")
+
+        # Then it saw its own writes, and the order first written puts a
+        # document deleted and written again last
+        assert seen == {"n": 20, "lines": []}
+        assert gone is None
+        assert (counted, found) == (3, [20, 4, 30])
+        assert kept == [20, 4, 30]
+        assert unchanged is None
+
+    def test_what_a_transaction_read_and_changed_is_not_kept_unless_written(
+        self, rs: RecordStore
+    ) -> None:
+        with rs.transaction() as records:
+            records.put("orders", "o1", {"lines": [1]})
+        with rs.transaction() as records:
+            first = records.get("orders", "o1")
+            assert first is not None
+            first["lines"].append(2)
+            second = records.get("orders", "o1")
+        with rs.reading() as records:
+            stored = records.get("orders", "o1")
+
+        assert second == stored == {"lines": [1]}

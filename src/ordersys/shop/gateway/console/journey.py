@@ -68,9 +68,9 @@ async def journey(gw: Gateway, order_id: UUID) -> dict[str, Any]:
     commands = _commands(orders)
     entries = [
         *requests,
-        *(_event_entry("orders", e, commands) for e in orders),
-        *(_event_entry("catalog", e, commands) for e in catalog),
-        *(_event_entry("payments", e, commands) for e in payments),
+        *_entries("orders", orders, commands),
+        *_entries("catalog", catalog, commands),
+        *_entries("payments", payments, commands),
         *_progress_entries(progress, names),
     ]
     return {"order": order, "saga_id": str(the_saga), "timeline": timed(entries)}
@@ -94,19 +94,41 @@ async def _events(
     return found
 
 
+def _changes(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """What a stored saga event says, change by change: a saga records each
+    step as one event listing its changes (a ``Started`` with its first
+    step, a ``Stepped``); an older or another event is one change."""
+    name, payload = _short(event["event"]), event["payload"]
+    changes = payload.get("changes")
+    if name not in ("Started", "Stepped") or not isinstance(changes, list):
+        return [(name, payload)]
+    shown = [(name, {"key": payload.get("key")})] if name == "Started" else []
+    return shown + [(c["event"], c["fields"]) for c in changes]
+
+
 def _commands(events: list[dict[str, Any]]) -> dict[str, str]:
     """The message type of each command a saga issued, by command id."""
     return {
-        e["payload"]["command_id"]: e["payload"]["message_type"]
+        fields["command_id"]: fields["message_type"]
         for e in events
-        if "command_id" in e["payload"] and "message_type" in e["payload"]
+        for _, fields in _changes(e)
+        if "command_id" in fields and "message_type" in fields
     }
 
 
 def saga_timeline(service: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A saga's events as the steps of a timeline."""
-    commands = _commands(events)
-    return timed([_event_entry(service, e, commands) for e in events])
+    """A saga's events as the steps of a timeline, a step for each change."""
+    return timed(_entries(service, events, _commands(events)))
+
+
+def _entries(
+    service: str, events: list[dict[str, Any]], commands: dict[str, str]
+) -> list[dict[str, Any]]:
+    return [
+        _event_entry(service, e, commands, name, payload)
+        for e in events
+        for name, payload in _changes(e)
+    ]
 
 
 def _short(event: str) -> str:
@@ -114,12 +136,15 @@ def _short(event: str) -> str:
 
 
 def _event_entry(
-    service: str, event: dict[str, Any], commands: dict[str, str]
+    service: str,
+    event: dict[str, Any],
+    commands: dict[str, str],
+    name: str,
+    payload: dict[str, Any],
 ) -> dict[str, Any]:
-    """One stored event as a step: a saga's events say what it did (a command
-    sent, a reply, a deadline), the others that an event was appended."""
-    name = _short(event["event"])
-    payload = event["payload"]
+    """One change a stored event records as a step: a saga's say what it did
+    (a command sent, a reply, a deadline), the others that an event was
+    appended."""
     entry = {
         "at": event["timestamp"],
         "service": service,
