@@ -884,6 +884,12 @@ class Probe:
             (self.settings.postgres_dbname,),
         )
         counters = {"transactions": int(rows[0][0]) if rows else 0}
+        # Transaction ids are given only to transactions that write: the
+        # next one to be given counts the write transactions (of the whole
+        # cluster) without taking one, where xact_commit also counts every
+        # read-only poll.
+        xids = self._rows("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+        counters["write transactions"] = int(xids[0][0])
         for table, written in self._rows(
             "SELECT relname, n_tup_ins + n_tup_upd FROM pg_stat_user_tables"
             " WHERE schemaname = %s",
@@ -1144,6 +1150,7 @@ class Phases:
             "cpu_ms_per_order": meter.per_order(orders),
             "connections_peak": peak,
             "commits_per_order": per.get("transactions", float("nan")),
+            "write_commits_per_order": per.get("write transactions", float("nan")),
             "saga_events_per_order": per.get(SAGA_EVENTS, float("nan")),
             "per_order": per,
         }
@@ -1404,6 +1411,11 @@ def report(results: dict[str, Any]) -> None:
         f" RPC round trips/s, 1 caller: {b['rpc_1']['rate']:,.0f}",
     )
     row("  PostgreSQL commits per confirmed order", f"{s['commits_per_order']:.1f}")
+    row(
+        "    of them write transactions (transaction ids given)",
+        f"{s['write_commits_per_order']:.1f}",
+        "the rest are read-only: the workers' polls",
+    )
     row(
         f"  saga events per confirmed order ({SAGA_EVENTS})",
         f"{s['saga_events_per_order']:.1f}",

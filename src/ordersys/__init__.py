@@ -31,11 +31,13 @@ from ordersys.extras import MissingExtra
 from ordersys.messages import Message
 from ordersys.middleware import logging_middleware, timing_middleware
 from ordersys.processes import (
+    BatchSender,
     BusSender,
     CommandSender,
     ProcessManager,
     ProcessRunner,
     Saga,
+    send_batch,
 )
 from ordersys.projections import Projection, ProjectionRunner, ReadModel
 from ordersys.queries import Query, QueryBus
@@ -62,6 +64,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Aggregate",
     "Application",
+    "BatchSender",
     "BusSender",
     "BusinessRuleViolation",
     "Command",
@@ -100,6 +103,7 @@ __all__ = [
     "event",
     "load_settings",
     "logging_middleware",
+    "send_batch",
     "serve_bus",
     "timing_middleware",
 ]

@@ -27,14 +27,21 @@ import logging
 import threading
 from collections import Counter as CounterOf
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, cast
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import ProcessingEvent
-from eventsourcing.domain import AggregateCreated, CanMutateAggregate, decorated_funcs
+from eventsourcing.domain import (
+    AggregateCreated,
+    BaseAggregate,
+    CanMutateAggregate,
+    DomainEventProtocol,
+    MutableOrImmutableAggregate,
+    decorated_funcs,
+)
 from eventsourcing.persistence import (
     Notification,
     RecordConflictError,
@@ -52,11 +59,18 @@ from ordersys.errors import (
     Conflict,
     HandlerNotFound,
     InfrastructureUnavailable,
+    InvalidInput,
     OrdersysError,
     RequestTimeout,
     error_from_dict,
 )
-from ordersys.observability.tracing import TRACE_FIELD, carrier_of, span, stamp
+from ordersys.observability.tracing import (
+    TRACE_FIELD,
+    carrier_of,
+    current_carrier,
+    span,
+    stamp,
+)
 from ordersys.outages import Outages, server_of
 
 logger = logging.getLogger("ordersys.processes")
@@ -102,6 +116,14 @@ def _change_classes(saga_class: type[Saga]) -> dict[str, type[Any]]:
     return found
 
 
+def _built(event_class: type[Any], state: dict[str, Any]) -> Any:
+    """An event of ``state``, made as the library makes stored events (not
+    validated again)."""
+    built = _new_object(event_class)
+    _set_attribute(built, "__dict__", state)
+    return built
+
+
 def _as_event(
     event_class: type[Any],
     originator_id: UUID,
@@ -109,12 +131,9 @@ def _as_event(
     timestamp: datetime,
     change: dict[str, Any],
 ) -> Any:
-    """The event a change of a saga's step would have been on its own, made
-    as the library makes stored events (not validated again)."""
-    replayed = _new_object(event_class)
-    _set_attribute(
-        replayed,
-        "__dict__",
+    """The event a change of a saga's step would have been on its own."""
+    return _built(
+        event_class,
         {
             **change["fields"],
             "originator_id": originator_id,
@@ -122,7 +141,37 @@ def _as_event(
             "timestamp": timestamp,
         },
     )
+
+
+def _change_event(
+    event_class: type[Any],
+    domain_event: Any,
+    change: dict[str, Any],
+    trace: dict[str, str] | None,
+) -> Any:
+    """A change that the saga's ``domain_event`` lists, as its own event, in
+    the trace of ``domain_event``."""
+    replayed = _as_event(
+        event_class,
+        domain_event.originator_id,
+        domain_event.originator_version,
+        domain_event.timestamp,
+        change,
+    )
+    if trace is not None:
+        _set_attribute(replayed, TRACE_FIELD, trace)
     return replayed
+
+
+def _check(change: str, field: str, value: object, kind: type[Any]) -> None:
+    """What validating the ``change`` event's ``field`` would check of a
+    value a saga's caller gave (the base makes the others' values itself)."""
+    if not isinstance(value, kind):
+        message = f"Input should be a valid {kind.__name__}"
+        raise InvalidInput(
+            f"invalid {change}: {field}: {message}",
+            fields=[{"field": field, "message": message}],
+        )
 
 
 class Saga(Aggregate):
@@ -219,6 +268,14 @@ class Saga(Aggregate):
         change.apply(self)
         changes.append({"event": event_class.__name__, "fields": kwargs})
 
+    def _change(self, event_class: type[Any], **fields: Any) -> None:
+        """A change of the base's own: its method applied to the fields the
+        base made and checked itself, without building (and validating) the
+        event that :meth:`trigger_event` builds for a subclass's changes."""
+        changes = self._open()
+        decorated_funcs[event_class](self, **fields)
+        changes.append({"event": event_class.__name__, "fields": fields})
+
     def collect_events(self) -> Sequence[CanMutateAggregate[UUID]]:
         self._close()
         return super().collect_events()
@@ -242,19 +299,27 @@ class Saga(Aggregate):
         changes, self._changes = self._changes, None
         if not changes:
             return
+        # The changes were validated as they were made: the event that lists
+        # them is built as stored events are, without validating them again.
         start = self._unrecorded_start()
         if start is not None:
-            self._pending_events[0] = replace(cast(Any, start), changes=changes)
+            self._pending_events[0] = _built(
+                type(start), {**start.__dict__, "changes": changes}
+            )
             return
-        stepped = cast(Any, self.Stepped)(
-            originator_id=self.id,
-            originator_version=self.version + 1,
-            timestamp=self._changed_at,
-            changes=changes,
+        version = self.version + 1
+        stepped = _built(
+            self.Stepped,
+            {
+                "originator_id": self.id,
+                "originator_version": version,
+                "timestamp": self._changed_at,
+                "changes": changes,
+            },
         )
         # Its changes are applied already: only the version moves on.
-        self.version = stepped.originator_version
-        self.modified_on = stepped.timestamp
+        self.version = version
+        self.modified_on = self._changed_at
         self._pending_events.append(stepped)
 
     def _replay(
@@ -287,16 +352,7 @@ class Saga(Aggregate):
             change_class = base.get(change["event"])
             if change_class is None:
                 continue
-            replayed = _as_event(
-                change_class,
-                domain_event.originator_id,
-                domain_event.originator_version,
-                domain_event.timestamp,
-                change,
-            )
-            if trace is not None:
-                _set_attribute(replayed, TRACE_FIELD, trace)
-            history.append(replayed)
+            history.append(_change_event(change_class, domain_event, change, trace))
         return history
 
     def issue(self, command: Command) -> UUID:
@@ -306,9 +362,16 @@ class Saga(Aggregate):
     def reissue(self, message_type: str, payload: dict[str, Any]) -> UUID:
         """Record a command to be sent from its wire form (an operator's retry
         of one that failed, say); returns its command id."""
+        _check("CommandIssued", "message_type", message_type, str)
+        _check("CommandIssued", "payload", payload, dict)
         changes = self._open()
         command_id = uuid5(self.id, f"command:{self.version + 1}:{len(changes)}")
-        self._command_issued(command_id, message_type, payload)
+        self._change(
+            Saga.CommandIssued,
+            command_id=command_id,
+            message_type=message_type,
+            payload=payload,
+        )
         return command_id
 
     # The payload is kept in the event, for the dispatcher; state needs only the type.
@@ -329,7 +392,9 @@ class Saga(Aggregate):
         message_type = self.awaiting.get(str(command_id))
         if message_type is None:
             return
-        self._reply_received(command_id, result, error)
+        self._change(
+            Saga.ReplyReceived, command_id=command_id, result=result, error=error
+        )
         typed_error = None if error is None else error_from_dict(error)
         self.on_reply(message_type, result, typed_error)
 
@@ -345,7 +410,9 @@ class Saga(Aggregate):
 
     def set_deadline(self, name: str, due: datetime) -> None:
         """Fire :meth:`on_deadline` with ``name`` at ``due`` unless cancelled first."""
-        self._deadline_set(name, due)
+        _check("DeadlineSet", "name", name, str)
+        _check("DeadlineSet", "due", due, datetime)
+        self._change(Saga.DeadlineSet, name=name, due=due)
 
     @event(DeadlineSet)
     def _deadline_set(self, name: str, due: datetime) -> None:
@@ -353,7 +420,7 @@ class Saga(Aggregate):
 
     def cancel_deadline(self, name: str) -> None:
         if name in self.deadlines:
-            self._deadline_cancelled(name)
+            self._change(Saga.DeadlineCancelled, name=name)
 
     @event(DeadlineCancelled)
     def _deadline_cancelled(self, name: str) -> None:
@@ -364,7 +431,7 @@ class Saga(Aggregate):
         due = self.deadlines.get(name)
         if due is None or due > now:
             return False
-        self._deadline_fired(name)
+        self._change(Saga.DeadlineFired, name=name)
         self.on_deadline(name)
         return True
 
@@ -374,11 +441,12 @@ class Saga(Aggregate):
 
     def complete(self) -> None:
         """Finish successfully; pending deadlines are dropped."""
-        self._finished("completed", "")
+        self._change(Saga.Finished, status="completed", reason="")
 
     def fail(self, reason: str) -> None:
         """Finish unsuccessfully, saying why; pending deadlines are dropped."""
-        self._finished("failed", reason)
+        _check("Finished", "reason", reason, str)
+        self._change(Saga.Finished, status="failed", reason=reason)
 
     @event(Finished)
     def _finished(self, status: str, reason: str) -> None:
@@ -421,6 +489,10 @@ Outcome = Any
 Batch = Sequence[tuple[str, dict[str, Any], UUID]]
 """Commands to send: message type, payload, command id."""
 
+Traces = Sequence[Mapping[str, str]]
+"""The trace context each command of a batch is sent in (W3C headers), so
+that what it causes joins the trace of the saga step that issued it."""
+
 
 class CommandSender(Protocol):
     """Sends a command to whoever handles it and returns the reply's result,
@@ -442,25 +514,30 @@ class BatchSender(CommandSender, Protocol):
     came in time, :class:`~ordersys.errors.InfrastructureUnavailable` when
     the broker cannot be reached), in the batch's order."""
 
-    def send_many(self, batch: Batch) -> list[Any | OrdersysError]: ...
+    def send_many(
+        self, batch: Batch, traces: Traces | None = None
+    ) -> list[Any | OrdersysError]: ...
 
 
-def send_batch(sender: CommandSender, batch: Batch) -> list[Outcome]:
+def send_batch(
+    sender: CommandSender, batch: Batch, traces: Traces | None = None
+) -> list[Outcome]:
     """Each command's outcome: with the sender's ``send_many`` if it has one,
-    else one ``send`` after the other. An exception the sender raises is the
-    outcome of every command it was sending."""
+    else one ``send`` after the other (each in its trace). An exception the
+    sender raises is the outcome of every command it was sending."""
     if not batch:
         return []
     many = getattr(sender, "send_many", None)
     if many is not None:
         try:
-            return list(many(batch))
+            return list(many(batch, traces))
         except Exception as e:
             return [e] * len(batch)
     outcomes: list[Outcome] = []
-    for command_type, payload, command_id in batch:
+    for n, (command_type, payload, command_id) in enumerate(batch):
         try:
-            outcomes.append(sender.send(command_type, payload, command_id))
+            with span(f"send {command_type}", traces[n] if traces else None):
+                outcomes.append(sender.send(command_type, payload, command_id))
         except Exception as e:
             outcomes.append(e)
     return outcomes
@@ -484,11 +561,17 @@ class BusSender:
         return self.bus.dispatch(cast(Command, command_class.parse(payload)))
 
 
+_INDEXED = (Saga.DeadlineSet, Saga.DeadlineCancelled, Saga.DeadlineFired, Saga.Finished)
+"""The changes of a saga a runner indexes (a legacy event may be one)."""
+
 FINISHED_KEPT = 10_000
 """How many finished sagas a runner remembers (for the console's lists)."""
 
 SAGAS_KEPT = 10_000
 """How many sagas a process manager keeps in memory between handlings."""
+
+EVENTS_KEPT = 10_000
+"""How many of its events a process manager keeps for its runner to read."""
 
 TRANSIENT = (InfrastructureUnavailable, RequestTimeout, Conflict)
 """Errors worth retrying: the receiver may answer differently next time."""
@@ -515,11 +598,42 @@ class Reply:
 
 def commands_in(domain_event: Any) -> list[Saga.CommandIssued]:
     """The commands a stored saga event issued, in order."""
+    changes = _changes_of(domain_event)
+    if changes is None:
+        return [domain_event] if isinstance(domain_event, Saga.CommandIssued) else []
+    trace = carrier_of(domain_event)
     return [
-        change
-        for change in Saga.history_of(domain_event)
-        if isinstance(change, Saga.CommandIssued)
+        _change_event(Saga.CommandIssued, domain_event, change, trace)
+        for change in changes
+        if change["event"] == "CommandIssued"
     ]
+
+
+def _changes_of(domain_event: Any) -> list[dict[str, Any]] | None:
+    """The changes a saga's event lists, or None if it is a change itself."""
+    if isinstance(domain_event, (Saga.Stepped, AggregateCreated)):
+        return getattr(domain_event, "changes", None)
+    return None
+
+
+class Handling(ProcessingEvent[UUID]):
+    """eventsourcing's ``ProcessingEvent``, collecting an aggregate's events
+    without first asking whether it is an event (an ``isinstance`` of a
+    runtime protocol: 20 µs for each saga of a batch). A process manager
+    hands its policy one of these."""
+
+    def collect_events(
+        self,
+        *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
+        **kwargs: Any,
+    ) -> None:
+        for obj in objs:
+            if isinstance(obj, BaseAggregate):
+                self.events.extend(obj.collect_events())
+                self.aggregates[obj.id] = obj
+            else:
+                super().collect_events(obj)
+        self.saved_kwargs.update(kwargs)
 
 
 class ProcessManager(Application, EventSourcedProjection[UUID]):
@@ -533,11 +647,18 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
     recorded last: the next reply needs no reading of the saga's events. A
     write that finds a saga changed by someone else (a :class:`Conflict`:
     the store checks each event's version) and any failed handling forget
-    them, and they are read again.
+    them, and they are read again. Its events recorded or read lately are
+    kept too, for its runner (:meth:`events_after`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._sagas: OrderedDict[UUID, Saga] = OrderedDict()
+        # The manager's events this process recorded or read lately, by
+        # position: its runner reads them from here, not again from the store.
+        self._events: dict[int, Any] = {}
+        self._events_lock = threading.Lock()
+        # Every event up to this position is known here (-1: none yet).
+        self._known = -1
         self.recordings = 0
         """How many times events were recorded here, by any writer: a runner
         that saw none since it last looked has nothing new to read."""
@@ -547,7 +668,7 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
         """Apply the policy to ``domain_event``; record what it changed with
         ``tracking``, atomically. An event that changes no saga records nothing
         (the runner records how far it got once per batch); False then."""
-        processing_event = ProcessingEvent[UUID](tracking=tracking)
+        processing_event = Handling(tracking=tracking)
         try:
             self.policy(domain_event, processing_event)
             if not processing_event.events:
@@ -565,7 +686,7 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
         The sagas it changed are kept as changed: a later event of the batch
         finds them so. Whoever gathers must record the batch, or call
         :meth:`forget_sagas`."""
-        processing_event = ProcessingEvent[UUID]()
+        processing_event = Handling()
         self.policy(domain_event, processing_event)
         stamp(processing_event.events)  # in the span of the event that caused them
         batch.events.extend(processing_event.events)
@@ -620,6 +741,15 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         try:
             recordings = super()._record(processing_event)
+            # Known before the recording is counted: whoever sees the count
+            # change finds them.
+            self._keep_events(
+                [
+                    (r.notification.id, r.domain_event)
+                    for r in recordings
+                    if r.notification.id is not None
+                ]
+            )
         except RecordConflictError as e:
             self.forget_sagas()
             if isinstance(e, Conflict):
@@ -634,6 +764,69 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
             if isinstance(aggregate, Saga):
                 self._keep(aggregate)  # as recorded: the next handling starts here
         return recordings
+
+    def events_after(
+        self, start: int, limit: int
+    ) -> tuple[list[tuple[int, Any]], bool]:
+        """Up to ``limit`` of the manager's events after position ``start``,
+        with their positions, and whether they were all there were.
+
+        The events this process recorded or read are kept (bounded), and
+        those that follow ``start`` without a gap are not read again; nor is
+        the store asked when nothing is known after the position up to which
+        every event is known (what a complete read found, and what was
+        recorded here since without a gap). Anything recorded elsewhere
+        meanwhile shows as a gap before the next event recorded here, and is
+        read then (a read stops before a gap that a transaction still running
+        may fill, so a complete read leaves nothing to fill below its end)."""
+        with self._events_lock:
+            kept = self._events
+            found: list[tuple[int, Any]] = []
+            position = start + 1
+            while len(found) < limit and position in kept:
+                found.append((position, kept[position]))
+                position += 1
+            if (
+                self._known >= 0
+                and (found or start >= self._known)
+                and (len(found) == limit or not kept or max(kept) < position)
+            ):
+                complete = len(found) < limit and position > self._known
+                return found, complete
+        notifications = self.recorder.select_notifications(
+            start=start, limit=limit, inclusive_of_start=False
+        )
+        read = [(n.id, self.mapper.to_domain_event(n)) for n in notifications]
+        complete = len(read) < limit
+        self._keep_events(
+            read, head=(read[-1][0] if read else start) if complete else None
+        )
+        return read, complete
+
+    def forget_events(self, upto: int | None = None) -> None:
+        """Read the events up to position ``upto`` (all, if None) from the
+        store when next needed."""
+        with self._events_lock:
+            if upto is None:
+                self._events.clear()
+                self._known = -1
+                return
+            for position in [p for p in self._events if p <= upto]:
+                del self._events[position]
+
+    def _keep_events(
+        self, events: Sequence[tuple[int, Any]], head: int | None = None
+    ) -> None:
+        """Keep ``events``; ``head`` is the last position of a complete read."""
+        with self._events_lock:
+            kept = self._events
+            kept.update(events)
+            while len(kept) > EVENTS_KEPT:
+                del kept[next(iter(kept))]
+            if head is not None:
+                self._known = max(self._known, head)
+            elif events and events[0][0] == self._known + 1 and self._known >= 0:
+                self._known = events[-1][0]
 
     def record_replies(self, replies: Sequence[Reply], tracking: Tracking) -> None:
         """Record the replies to commands issued earlier, in their order, and
@@ -677,7 +870,7 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
             saga.receive_reply(
                 issued.command_id, to_jsonable_python(reply.result), reply.error
             )
-        processing_event = ProcessingEvent[UUID](tracking=tracking)
+        processing_event = Handling(tracking=tracking)
         for saga in sagas.values():
             collected = len(processing_event.events)
             processing_event.collect_events(saga)
@@ -695,7 +888,7 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
         self._record_with(tracking, parked)
 
     def _record_with(self, tracking: Tracking, *aggregates: Aggregate) -> None:
-        processing_event = ProcessingEvent[UUID](tracking=tracking)
+        processing_event = Handling(tracking=tracking)
         processing_event.collect_events(*aggregates)
         self._record(processing_event)
 
@@ -724,7 +917,9 @@ class ProcessRunner:
     keeps its positions in memory (read once, and again after a failed
     round); and it reads the manager's events only when something was
     recorded there since it last looked (:attr:`ProcessManager.recordings`):
-    a round with nothing to do reads each upstream application once.
+    a round with nothing to do reads each upstream application once. The
+    manager's events recorded in this process it takes from the manager's
+    memory (:meth:`ProcessManager.events_after`), without reading them back.
     """
 
     def __init__(
@@ -745,10 +940,6 @@ class ProcessRunner:
         self.batch_size = batch_size
         self._deadlines: dict[UUID, dict[str, datetime]] = {}
         """The pending deadlines of each saga, by name."""
-        # The manager's events one of its readers (the dispatcher, the index)
-        # decoded and the other has yet to read, by position.
-        self._for_index: dict[int, Any] = {}
-        self._for_dispatch: dict[int, Any] = {}
         self._started: dict[UUID, datetime] = {}
         self.finished: dict[UUID, tuple[str, datetime | None, datetime]] = {}
         """The latest finished sagas (bounded): status, start and end."""
@@ -784,10 +975,15 @@ class ProcessRunner:
             # What a failed write left behind is unknown: read it all again.
             self._positions.clear()
             self._dispatched_at = self._indexed_at = None
-            self._for_index.clear()
-            self._for_dispatch.clear()
             self.manager.forget_sagas()
+            self.manager.forget_events()
             raise
+        finally:
+            # What both of its readers have read is not needed again.
+            read = min(
+                self._positions.get(self.manager.name, 0), self._indexed_position
+            )
+            self.manager.forget_events(upto=read)
         if self._outage is not None:
             raise self._outage
         return work
@@ -829,7 +1025,7 @@ class ProcessRunner:
             limit=self.batch_size,
             inclusive_of_start=False,
         )
-        batch = ProcessingEvent[UUID]()
+        batch = Handling()
         done: Tracking | None = None
         for notification in notifications:
             tracking = Tracking(app.name, notification.id)
@@ -837,10 +1033,10 @@ class ProcessRunner:
                 self._process(app, notification, batch)
                 if one_by_one:
                     self._record_batch(batch, tracking)
-                    batch = ProcessingEvent[UUID]()
+                    batch = Handling()
             except Exception as e:
                 self._record_batch(batch, done)
-                batch, done = ProcessingEvent[UUID](), None
+                batch, done = Handling(), None
                 # The failed policy may have changed sagas it did not record.
                 self.manager.forget_sagas()
                 if not self._failed(tracking, e):
@@ -851,9 +1047,7 @@ class ProcessRunner:
         self._record_batch(batch, done)
         return len(notifications)
 
-    def _record_batch(
-        self, batch: ProcessingEvent[UUID], done: Tracking | None
-    ) -> None:
+    def _record_batch(self, batch: Handling, done: Tracking | None) -> None:
         """Record ``batch`` with the position ``done``; an event that changes
         nothing records nothing of its own, and a batch of only those records
         the position reached (after a crash those events are seen again, and
@@ -872,7 +1066,7 @@ class ProcessRunner:
         self,
         app: Application,
         notification: Notification,
-        batch: ProcessingEvent[UUID],
+        batch: Handling,
     ) -> None:
         domain_event = app.mapper.to_domain_event(notification)
         # In the trace of the request that wrote the event, wherever it ran.
@@ -911,36 +1105,29 @@ class ProcessRunner:
         recordings = manager.recordings
         if self._dispatched_at == recordings:
             return 0  # nothing recorded since everything there was was answered
-        notifications = manager.recorder.select_notifications(
-            start=self._position(manager.name),
-            limit=self.batch_size,
-            inclusive_of_start=False,
+        events, complete = manager.events_after(
+            self._position(manager.name), self.batch_size
         )
         commands: dict[int, list[Saga.CommandIssued]] = {}
-        for notification in notifications:
-            domain_event = self._for_dispatch.pop(notification.id, None)
-            if domain_event is None:
-                domain_event = manager.mapper.to_domain_event(notification)
-                if notification.id > self._indexed_position:
-                    self._for_index[notification.id] = domain_event
+        for position, domain_event in events:
             issued = commands_in(domain_event)
             if issued:
-                commands[notification.id] = issued
+                commands[position] = issued
         replies = self._send_all(commands)
-        done: list[Notification] = []
-        for notification in notifications:
-            if notification.id in commands and notification.id not in replies:
+        done: list[int] = []
+        for position, _ in events:
+            if position in commands and position not in replies:
                 break
-            done.append(notification)
+            done.append(position)
         if done:
-            tracking = Tracking(manager.name, done[-1].id)
+            tracking = Tracking(manager.name, done[-1])
             manager.record_replies(
-                [reply for n in done for reply in replies.get(n.id, ())], tracking
+                [reply for p in done for reply in replies.get(p, ())], tracking
             )
             self._tracked(tracking)
-        caught_up = len(done) == len(notifications) < self.batch_size
+        caught_up = complete and len(done) == len(events)
         self._dispatched_at = recordings if caught_up else None
-        return len(notifications)
+        return len(events)
 
     def _send_all(
         self, commands: dict[int, list[Saga.CommandIssued]]
@@ -962,11 +1149,10 @@ class ProcessRunner:
         stalled: set[UUID] = set()
         for wave in waves:
             ready = [(p, i) for p, i in wave if i[0].originator_id not in stalled]
-            batch = [
-                (c.message_type, c.payload, c.command_id) for _, i in ready for c in i
-            ]
-            with span(f"{self.manager.name} sends {len(batch)} commands"):
-                outcomes = iter(send_batch(self.sender, batch))
+            sending = [c for _, i in ready for c in i]
+            batch = [(c.message_type, c.payload, c.command_id) for c in sending]
+            traces = [self._trace_of_sending(c) for c in sending]
+            outcomes = iter(send_batch(self.sender, batch, traces))
             for position, issued in ready:
                 answers = [self._reply(position, c, next(outcomes)) for c in issued]
                 if all(a is not None for a in answers):
@@ -974,6 +1160,14 @@ class ProcessRunner:
                 else:
                     stalled.add(issued[0].originator_id)
         return replies
+
+    def _trace_of_sending(self, command: Saga.CommandIssued) -> dict[str, str]:
+        """A span for sending ``command``, in the trace of the step that
+        issued it; the command carries it to its handler."""
+        with span(
+            f"{self.manager.name} sends {command.message_type}", carrier_of(command)
+        ):
+            return current_carrier()
 
     def _reply(
         self, position: int, command: Saga.CommandIssued, outcome: Outcome
@@ -1016,38 +1210,44 @@ class ProcessRunner:
         if self._indexed_at == recordings:
             return
         while True:
-            notifications = manager.recorder.select_notifications(
-                start=self._indexed_position, limit=1000, inclusive_of_start=False
-            )
-            dispatched = self._position(manager.name)
-            for notification in notifications:
-                domain_event = self._for_index.pop(notification.id, None)
-                if domain_event is None:
-                    domain_event = manager.mapper.to_domain_event(notification)
-                    if notification.id > dispatched:
-                        self._for_dispatch[notification.id] = domain_event
-                for change in Saga.history_of(domain_event):
-                    self._index(change)
-            self._for_index.clear()
-            if len(notifications) < 1000:
+            events, complete = manager.events_after(self._indexed_position, 1000)
+            for _, domain_event in events:
+                self._index(domain_event)
+            if events:
+                self._indexed_position = events[-1][0]
+            if complete:
                 self._indexed_at = recordings
-            if notifications:
-                self._indexed_position = notifications[-1].id
-            if len(notifications) < 1000:
                 return
 
     def _index(self, domain_event: Any) -> None:
+        """Index what a saga's event changed of its deadlines and status,
+        from the changes it lists as they are stored (without making each
+        an event, as :meth:`Saga.history_of` does)."""
+        saga_id_ = domain_event.originator_id
+        timestamp = domain_event.timestamp
         if isinstance(domain_event, AggregateCreated) and hasattr(domain_event, "key"):
-            self._started[domain_event.originator_id] = domain_event.timestamp
+            self._started[saga_id_] = timestamp
             self.sagas["running"] += 1
-        elif isinstance(domain_event, Saga.DeadlineSet):
-            pending = self._deadlines.setdefault(domain_event.originator_id, {})
-            pending[domain_event.name] = domain_event.due
-        elif isinstance(domain_event, (Saga.DeadlineCancelled, Saga.DeadlineFired)):
-            self._drop_deadline(domain_event.originator_id, domain_event.name)
-        elif isinstance(domain_event, Saga.Finished):
-            self._count_finished(domain_event)
-            self._deadlines.pop(domain_event.originator_id, None)
+        changes = _changes_of(domain_event)
+        if changes is None:
+            for indexed in _INDEXED:
+                if isinstance(domain_event, indexed):
+                    name = indexed.__name__
+                    self._index_change(saga_id_, timestamp, name, domain_event.__dict__)
+            return
+        for change in changes:
+            self._index_change(saga_id_, timestamp, change["event"], change["fields"])
+
+    def _index_change(
+        self, saga_id_: UUID, timestamp: datetime, name: str, fields: dict[str, Any]
+    ) -> None:
+        if name == "DeadlineSet":
+            self._deadlines.setdefault(saga_id_, {})[fields["name"]] = fields["due"]
+        elif name in ("DeadlineCancelled", "DeadlineFired"):
+            self._drop_deadline(saga_id_, fields["name"])
+        elif name == "Finished":
+            self._count_finished(saga_id_, fields["status"], timestamp)
+            self._deadlines.pop(saga_id_, None)
 
     def _drop_deadline(self, saga_id_: UUID, name: str) -> None:
         pending = self._deadlines.get(saga_id_)
@@ -1056,21 +1256,15 @@ class ProcessRunner:
             if not pending:
                 del self._deadlines[saga_id_]
 
-    def _count_finished(self, finished: Saga.Finished) -> None:
+    def _count_finished(self, saga_id_: UUID, status: str, ended: datetime) -> None:
         self.sagas["running"] -= 1
-        self.sagas[finished.status] += 1
-        started = self._started.pop(finished.originator_id, None)
-        self.finished[finished.originator_id] = (
-            finished.status,
-            started,
-            finished.timestamp,
-        )
+        self.sagas[status] += 1
+        started = self._started.pop(saga_id_, None)
+        self.finished[saga_id_] = (status, started, ended)
         if len(self.finished) > FINISHED_KEPT:
             self.finished.pop(next(iter(self.finished)))
         if started is not None and self.on_finished is not None:
-            self.on_finished(
-                finished.status, (finished.timestamp - started).total_seconds()
-            )
+            self.on_finished(status, (ended - started).total_seconds())
 
     def running(self) -> dict[UUID, datetime]:
         """The sagas still running, with the time each started."""

@@ -31,6 +31,19 @@ def test_every_response_has_a_request_id_and_keeps_a_sane_given_one(
     assert problem_of(insane, 404, "not_found")["instance"] == "/nope"
 
 
+def test_a_query_parameter_given_twice_is_422_naming_it(ann: User) -> None:
+    twice = ann.client.get(
+        "/notifications?limit=5&offset=x&offset=2", headers=ann.headers()
+    )
+    once = ann.client.get("/notifications?limit=5&offset=2", headers=ann.headers())
+
+    assert (
+        "'offset' is given more than once"
+        in problem_of(twice, 422, "invalid_input")["detail"]
+    )
+    assert once.status_code == 200
+
+
 def test_malformed_json_is_400_and_a_wrong_method_405(ann: User) -> None:
     malformed = ann.client.post(
         "/orders",
@@ -175,6 +188,38 @@ def test_a_service_that_is_down_is_503_and_a_slow_one_504(
     )
     problem_of(slow, 504, "timeout")
     assert fields_of(problem_of(never, 422, "invalid_input")) == {"after_position"}
+
+
+def test_a_version_or_position_beyond_the_bound_is_invalid_input_not_a_500(
+    system: System, admin: User, ann: User
+) -> None:
+    # Given an order of ann's
+    order = ann.client.post(
+        "/orders",
+        headers=ann.headers(),
+        json={
+            "items": [
+                {"product_id": system.product(admin)["product_id"], "quantity": 1}
+            ]
+        },
+    ).json()
+    huge = 2**53
+
+    # When she names a version or a position beyond 2**53 - 1
+    submit = ann.client.post(
+        f"/orders/{order['id']}/submit",
+        headers=ann.headers(),
+        json={"expected_version": huge},
+    )
+    read = ann.client.get(
+        f"/orders/{order['id']}", headers=ann.headers(), params={"after_position": huge}
+    )
+    products = ann.client.get("/products", params={"after_position": huge})
+
+    # Then each is refused for that field, as any invalid input
+    assert fields_of(problem_of(submit, 422, "invalid_input")) == {"expected_version"}
+    assert fields_of(problem_of(read, 422, "invalid_input")) == {"after_position"}
+    assert fields_of(problem_of(products, 422, "invalid_input")) == {"after_position"}
 
 
 def test_health(system: System) -> None:

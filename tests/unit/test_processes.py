@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import pytest
 
-from ordersys import BusinessRuleViolation, RequestTimeout, load_settings
-from ordersys.processes import Batch, BusSender, ProcessRunner, Saga
+from ordersys import BusinessRuleViolation, InvalidInput, RequestTimeout, load_settings
+from ordersys.processes import Batch, BusSender, ProcessRunner, Saga, Traces
 from ordersys.settings import Settings
 from tests.unit.bookings import (
     PAYMENT_WINDOW,
@@ -224,7 +224,7 @@ class BatchSender:
     def send(self, command_type: str, payload: dict[str, Any], command_id: UUID) -> Any:
         raise AssertionError("a sender with send_many is sent batches")
 
-    def send_many(self, batch: Batch) -> list[Any]:
+    def send_many(self, batch: Batch, traces: Traces | None = None) -> list[Any]:
         self.batches.append([message_type for message_type, _, _ in batch])
         return [
             BusinessRuleViolation("no seats") if message_type == "seats.hold" else None
@@ -321,3 +321,37 @@ def test_a_saga_recorded_one_event_per_change_is_still_driven(world: World) -> N
     hold = world.expiry.saga(Hold, booking_id)
     assert hold is not None
     assert (hold.status, hold.reason) == ("failed", "payment not received in time")
+
+
+def test_a_round_reads_back_none_of_the_saga_events_it_recorded(
+    world: World,
+) -> None:
+    world.runner.run_until_idle()
+    reads: list[object] = []
+    recorder: Any = world.expiry.recorder
+    original = recorder.select_notifications
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        reads.append(kw.get("start"))
+        return original(*args, **kw)
+
+    recorder.select_notifications = counted
+    booking = world.book()
+
+    world.runner.run_until_idle()
+
+    # The hold was sent and its reply recorded, from the events kept in memory.
+    assert world.seats.handled == [("hold", str(booking.id))]
+    assert world.hold(booking).awaiting == {}
+    assert reads == []
+
+
+def test_a_saga_refuses_a_deadline_or_command_of_the_wrong_type(world: World) -> None:
+    hold = Hold(key=str(uuid4()))
+
+    with pytest.raises(InvalidInput, match="due"):
+        hold.set_deadline("payment", cast(Any, "tomorrow"))
+    with pytest.raises(InvalidInput, match="payload"):
+        hold.reissue("seats.hold", cast(Any, ["not", "a", "dict"]))
+
+    assert (hold.deadlines, hold.awaiting) == ({}, {})

@@ -9,8 +9,8 @@ and the message is acknowledged only after the commit. A redelivered message
 finds its record and changes nothing.
 
 Messages delivered together are applied together: the consumer takes what
-has arrived (up to ``batch_size``, gathering until the connection has had
-nothing more for ``GATHER`` seconds), applies it in one transaction (one
+has arrived (up to ``batch_size``, gathering for at most ``GATHER`` seconds
+after the first message), applies it in one transaction (one
 statement records every id, then the handlers' effects, one commit) and then
 acknowledges the lot with one ``basic.ack`` (``multiple``) of the last
 delivery. If that transaction fails for any reason but an outage, the batch
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -62,9 +63,11 @@ __all__ = ["EventConsumer", "Handler", "queues_for", "registered_queues"]
 
 logger = logging.getLogger("ordersys.consumer")
 
-GATHER = 0.002
-"""Seconds a consumer waits for the next message of a batch: deliveries of
-one burst arrive well within it, and a lone message is barely delayed."""
+GATHER = 0.025
+"""Seconds a batch may wait, from its first message, for more to join it.
+Under load each transaction then carries tens of messages instead of one or
+two (a commit costs the same for one row as for fifty); a lone message is
+applied that much later, which no consumer of integration events notices."""
 
 Delivery = tuple[Any, KombuMessage]
 """A message's decoded body (or :class:`Undecodable`) and the message."""
@@ -251,8 +254,12 @@ class EventConsumer(Inbox):
             while not self._stopping.is_set():
                 try:
                     connection.drain_events(timeout=0.5)
+                    gathered_by = time.monotonic() + GATHER
                     while delivered and len(delivered) < self.batch_size:
-                        connection.drain_events(timeout=GATHER)
+                        remaining = gathered_by - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        connection.drain_events(timeout=remaining)
                 except TimeoutError:
                     connection.heartbeat_check()
                 if delivered:

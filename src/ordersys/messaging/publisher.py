@@ -21,7 +21,9 @@ from typing import Any, Protocol
 
 import amqp
 import orjson
+from amqp import spec
 from amqp.method_framing import frame_writer
+from amqp.serialization import dumps
 from kombu.connection import Connection
 
 from ordersys.errors import InfrastructureUnavailable
@@ -124,11 +126,16 @@ class ConfirmedPublisher:
         self.address = address_of(url)
         self._connection: Connection | None = None
         self._channel: Any = None
-        self._unconfirmed: set[int] = set()
+        self._through = 0
+        """Every tag up to this one is confirmed."""
+        self._beyond: set[int] = set()
+        """The tags above ``_through`` confirmed on their own, out of order."""
         self._nacked = False
         self._next_tag = 1
         self._frames = _Frames()
         self._write_frame: Any = None
+        self._publish_args: dict[str, bytes] = {}
+        """The arguments of Basic.Publish, by routing key."""
 
     def _open(self) -> Any:
         if self._channel is None:
@@ -142,14 +149,28 @@ class ConfirmedPublisher:
             channel.events["basic_ack"].add(self._on_ack)
             channel.events["basic_nack"].add(self._on_nack)
             self._connection, self._channel, self._next_tag = connection, channel, 1
+            self._through = 0
             self._write_frame = frame_writer(channel.connection, self._frames)
         return self._channel
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        # Tags are consecutive and acks come mostly in order: a counter, not a
+        # set of every tag in flight (rebuilt for each multiple ack).
+        if delivery_tag <= self._through:
+            return
+        beyond = self._beyond
         if multiple:
-            self._unconfirmed = {t for t in self._unconfirmed if t > delivery_tag}
+            self._through = delivery_tag
+            if beyond:
+                beyond.difference_update([t for t in beyond if t <= delivery_tag])
+        elif delivery_tag == self._through + 1:
+            self._through = delivery_tag
         else:
-            self._unconfirmed.discard(delivery_tag)
+            beyond.add(delivery_tag)
+            return
+        while beyond and self._through + 1 in beyond:
+            self._through += 1
+            beyond.discard(self._through)
 
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
         self._nacked = True
@@ -158,32 +179,39 @@ class ConfirmedPublisher:
     @property
     def in_flight(self) -> int:
         """How many messages await their confirm."""
-        return len(self._unconfirmed)
+        return self._next_tag - 1 - self._through - len(self._beyond)
 
     def send(self, messages: Sequence[Outgoing]) -> int:
         """Publish ``messages`` without waiting; returns the delivery tag of the
         last one (confirmed once :meth:`confirmed_through` reaches it)."""
         try:
             channel = self._open()
-            connection = channel.connection
-            direct, connection.frame_writer = connection.frame_writer, self._write_frame
-            try:
-                for message in messages:
-                    channel.basic_publish(
-                        _Message(
-                            message.body,
-                            content_type="application/json",
-                            delivery_mode=2,
-                            message_id=message.message_id,
-                            application_headers=message.headers,
-                        ),
-                        exchange=self.exchange,
-                        routing_key=message.routing_key,
+            publish_args = self._publish_args
+            for message in messages:
+                args = publish_args.get(message.routing_key)
+                if args is None:
+                    args = dumps(
+                        "Bssbb", (0, self.exchange, message.routing_key, False, False)
                     )
-                    self._unconfirmed.add(self._next_tag)
-                    self._next_tag += 1
-            finally:
-                connection.frame_writer = direct
+                    publish_args[message.routing_key] = args
+                # What channel.basic_publish writes, without the read for
+                # broker notices it makes before each message (a few system
+                # calls each): reading the confirms reads those too.
+                self._write_frame(
+                    1,
+                    channel.channel_id,
+                    spec.Basic.Publish,
+                    args,
+                    _Message(
+                        message.body,
+                        content_type="application/json",
+                        delivery_mode=2,
+                        message_id=message.message_id,
+                        application_headers=message.headers,
+                    ),
+                )
+                self._next_tag += 1
+            connection = channel.connection
             connection.transport.write(self._frames.take())
         except Exception as e:
             self._frames.chunks.clear()
@@ -196,17 +224,23 @@ class ConfirmedPublisher:
         if self._connection is None:
             return self._next_tag - 1
         try:
-            if self._unconfirmed:
-                self._connection.drain_events(timeout=wait)
-            while self._unconfirmed:
-                self._connection.drain_events(timeout=0)
+            if self.in_flight:
+                # py-amqp's drain_events sets the socket's timeout and back for
+                # each frame (an ack each, mostly): here once for the lot.
+                broker = self._channel.connection
+                with broker.transport.having_timeout(wait):
+                    broker.blocking_read(None)
+                if self.in_flight:
+                    with broker.transport.having_timeout(0):
+                        while self.in_flight:
+                            broker.blocking_read(None)
         except TimeoutError:
             pass
         except Exception as e:
             raise self._failed(e) from None
         if self._nacked:
             raise self._failed(RuntimeError("the broker refused a message"))
-        return min(self._unconfirmed) - 1 if self._unconfirmed else self._next_tag - 1
+        return self._through
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish ``messages`` and return once the broker has confirmed them all;
@@ -215,7 +249,7 @@ class ConfirmedPublisher:
         deadline = time.monotonic() + self.confirm_timeout
         while self.confirmed_through(wait=0.5) < last:
             if time.monotonic() > deadline:
-                missing = len(self._unconfirmed)
+                missing = self.in_flight
                 reason = f"{missing} messages not confirmed in {self.confirm_timeout}s"
                 raise self._failed(RuntimeError(reason))
 
@@ -231,7 +265,8 @@ class ConfirmedPublisher:
         if self._connection is not None:
             self._connection.release()
         self._connection, self._channel = None, None
-        self._unconfirmed.clear()
+        self._through = self._next_tag - 1
+        self._beyond.clear()
         self._nacked = False
 
 

@@ -14,7 +14,7 @@ import signal
 from typing import Any
 from uuid import UUID
 
-from ordersys.processes import Batch, CommandSender, Outcome, send_batch
+from ordersys.processes import Batch, CommandSender, Outcome, Traces, send_batch
 from ordersys.settings import Settings
 from ordersys.shop.settings import ShopSettings
 
@@ -63,8 +63,8 @@ class CrashingSender:
             crash_point(self.settings, self.points[command_type])
         return result
 
-    def send_many(self, batch: Batch) -> list[Outcome]:
-        outcomes = send_batch(self.inner, batch)
+    def send_many(self, batch: Batch, traces: Traces | None = None) -> list[Outcome]:
+        outcomes = send_batch(self.inner, batch, traces)
         for (command_type, _, _), outcome in zip(batch, outcomes, strict=True):
             if command_type in self.points and not isinstance(outcome, Exception):
                 crash_point(self.settings, self.points[command_type])

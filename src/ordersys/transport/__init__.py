@@ -286,16 +286,24 @@ class RpcSender:
         )
 
     def send_many(
-        self, batch: Sequence[tuple[str, dict[str, Any], uuid.UUID]]
+        self,
+        batch: Sequence[tuple[str, dict[str, Any], uuid.UUID]],
+        traces: Sequence[Mapping[str, str]] | None = None,
     ) -> list[Any | OrdersysError]:
         """Send each ``(command_type, payload, command_id)`` as :meth:`send`
-        does, all at once; returns, in their order, each reply's result or its
-        error as a value (see :meth:`Transport.call_many`)."""
+        does, all at once, each in its trace context of ``traces`` if given;
+        returns, in their order, each reply's result or its error as a value
+        (see :meth:`Transport.call_many`)."""
         requests = [
             (
                 self.service_for(command_type),
-                Envelope.new(command_type, payload, message_id=str(command_id)),
+                Envelope.new(
+                    command_type,
+                    payload,
+                    message_id=str(command_id),
+                    **(traces[n] if traces else {}),
+                ),
             )
-            for command_type, payload, command_id in batch
+            for n, (command_type, payload, command_id) in enumerate(batch)
         ]
         return self.transport.call_many(requests, self.timeout)

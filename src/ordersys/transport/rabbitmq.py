@@ -16,6 +16,7 @@ is answered in process.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 import time
@@ -78,9 +79,14 @@ READ_AHEAD = 65536
 def _encode(value: Any) -> bytes:
     """JSON, as kombu's serializer writes what JSON has; anything else as
     pydantic writes it (a Decimal as a string, say)."""
-    return orjson.dumps(
-        value, default=to_jsonable_python, option=orjson.OPT_NON_STR_KEYS
-    )
+    try:
+        return orjson.dumps(
+            value, default=to_jsonable_python, option=orjson.OPT_NON_STR_KEYS
+        )
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits, which a client may send (a
+        # huge position, say): the receiver is the one to refuse them.
+        return json.dumps(to_jsonable_python(value)).encode()
 
 
 def _read_ahead(connection: Connection) -> None:

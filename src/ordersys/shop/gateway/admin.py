@@ -15,6 +15,7 @@ from ordersys.messaging.dlq import DeadLetters
 from ordersys.shop.gateway.auth import admin_user
 from ordersys.shop.gateway.context import call, gateway, written
 from ordersys.shop.gateway.models import (
+    LARGEST,
     Analytics,
     DeadLetter,
     DeadLetterQueue,
@@ -128,7 +129,7 @@ async def all_orders(
     status: Status | None = None,
     limit: int = Query(20, ge=1, le=100),
     offset: int = Query(0, ge=0, le=1_000_000),
-    after_position: int | None = Query(None, ge=1),
+    after_position: int | None = Query(None, ge=1, le=LARGEST),
 ) -> Any:
     page = await call(
         request,
@@ -149,7 +150,9 @@ async def all_orders(
     responses=READ,
 )
 async def any_order(
-    order_id: UUID, request: Request, after_position: int | None = Query(None, ge=1)
+    order_id: UUID,
+    request: Request,
+    after_position: int | None = Query(None, ge=1, le=LARGEST),
 ) -> Any:
     doc = await call(
         request, "order.get", order_id=str(order_id), after_position=after_position

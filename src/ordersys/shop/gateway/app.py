@@ -29,7 +29,11 @@ from ordersys.shop.gateway.context import Gateway
 from ordersys.shop.gateway.fastpath import CachedOrderReads
 from ordersys.shop.gateway.idempotency import IdempotencyMiddleware
 from ordersys.shop.gateway.metrics import HttpMetricsMiddleware
-from ordersys.shop.gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from ordersys.shop.gateway.middleware import (
+    BodyLimitMiddleware,
+    RequestIdMiddleware,
+    SingleQueryValues,
+)
 from ordersys.shop.gateway.placing import PlaceOrders
 from ordersys.shop.gateway.ratelimit import RateLimitMiddleware, RateLimits
 from ordersys.shop.gateway.state import in_redis, open_state
@@ -100,7 +104,7 @@ def create_app(
 
     # Added innermost first: a request meets them in the reverse order.
     app.add_middleware(PlaceOrders, gateway=state)
-    app.add_middleware(console.OrderRequests, redis=redis, prefix=state.prefix)
+    app.add_middleware(console.OrderRequests, redis=batched, prefix=state.prefix)
     app.add_middleware(
         IdempotencyMiddleware, redis=redis, tokens=tokens, prefix=settings.cache_prefix
     )
@@ -134,6 +138,7 @@ def create_app(
                 "Idempotent-Replayed",
             ],
         )
+    app.add_middleware(SingleQueryValues)
     app.add_middleware(RequestIdMiddleware)
     if settings.otlp_endpoint:
         # A server span per request; the services' spans become its children.

@@ -30,6 +30,9 @@ class Backend:
         self.timeout = timeout
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="gateway-rpc")
         self._down_until: dict[str, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: set[asyncio.Future[Any]] = set()
+        self._stopping = False
 
     async def call(self, message_type: str, request_id: str, **body: Any) -> Any:
         """The service's reply to ``message_type`` with ``body``; raises the
@@ -64,12 +67,42 @@ class Backend:
         return not self.transport.is_served(service)
 
     async def run(self, function: Any, *args: Any) -> Any:
-        """Run a blocking ``function(*args)`` on the gateway's threads."""
-        loop = asyncio.get_running_loop()
+        """Run a blocking ``function(*args)`` on the gateway's threads; once
+        the gateway is stopping, :class:`InfrastructureUnavailable` instead."""
+        if self._stopping:
+            raise self._shutting_down()
+        loop = self._loop = asyncio.get_running_loop()
         # In the request's context: its trace span and log fields go along.
         context = contextvars.copy_context()
-        return await loop.run_in_executor(
+        future = loop.run_in_executor(
             self._pool, functools.partial(context.run, function, *args)
+        )
+        self._waiting.add(future)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if not self._stopping or not future.cancelled():
+                raise
+            raise self._shutting_down() from None
+        finally:
+            self._waiting.discard(future)
+
+    def stop_waiting(self) -> None:
+        """Answer the requests still waiting for a service (503) and refuse new
+        ones: a stopping gateway's services may be stopping too, and uvicorn
+        would otherwise cut those requests off at the end of its grace period.
+        Called from any thread."""
+        self._stopping = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._cancel_waiting)
+
+    def _cancel_waiting(self) -> None:
+        for future in list(self._waiting):
+            future.cancel()
+
+    def _shutting_down(self) -> InfrastructureUnavailable:
+        return InfrastructureUnavailable(
+            "the gateway", self.transport.address, "it is shutting down"
         )
 
     def close(self) -> None:

@@ -97,6 +97,8 @@ class GatewayService(Service):
         return self.routes
 
     def stop(self) -> None:
+        if self.app is not None:
+            self.app.state.gateway.backend.stop_waiting()
         if self.server is not None:
             self.server.should_exit = True
         if self.thread is not None:

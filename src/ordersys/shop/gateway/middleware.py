@@ -1,11 +1,12 @@
-"""ASGI middleware of the gateway: a request id on every response, and a
-bounded request body. Plain ASGI (not Starlette's ``BaseHTTPMiddleware``),
-so that each costs little on the hot path."""
+"""ASGI middleware of the gateway: a request id on every response, a query
+parameter given once, and a bounded request body. Plain ASGI (not Starlette's
+``BaseHTTPMiddleware``), so that each costs little on the hot path."""
 
 from __future__ import annotations
 
 import os
 import re
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,6 +42,27 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class SingleQueryValues:
+    """Refuses (422) a query that gives a parameter more than once: no
+    operation takes a list in its query, and the framework would silently keep
+    one of the values."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query: bytes = scope.get("query_string", b"")
+        if scope["type"] == "http" and b"&" in query:
+            seen: set[str] = set()
+            for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+                if name in seen:
+                    detail = f"the query parameter {name!r} is given more than once"
+                    await send_problem(scope, send, 422, detail)
+                    return
+                seen.add(name)
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

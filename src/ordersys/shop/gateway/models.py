@@ -19,6 +19,11 @@ _ORDER = "0b6f4f3e-2a5d-4c1e-9a53-8d2a7c1f0e11"
 _PRODUCT = "5c9d1e7a-3f1b-4b2e-8c4d-2e6f7a8b9c0d"
 _USER = "7d3e2b1a-9c8f-5e4d-a3b2-c1d0e9f8a7b6"
 
+LARGEST = 2**53 - 1
+"""The largest version or position taken: beyond 64 bits the transport cannot
+encode it (a 500, not a 422); and a bound of 2**63 - 1 reads as 2**63 to JSON
+schema tools that compare in floats, so it is the largest exact one."""
+
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
     return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
@@ -31,9 +36,10 @@ def _out(*examples: dict[str, Any]) -> ConfigDict:
 # -- users and tokens ---------------------------------------------------------
 
 
-# The users service's rule for an email address, spelled so that Python's and
-# pydantic's regular expressions agree on it (their \s differ on \x1c-\x1f).
-EMAIL_PATTERN = r"^[^@\s\x1c-\x1f]+@[^@\s\x1c-\x1f]+\.[^@\s\x1c-\x1f]+$"
+# The users service's rule for an email address, spelled so that Python's,
+# pydantic's and the OpenAPI document's (ECMAScript) regular expressions agree on
+# it: their \s differ on \x1c-\x1f and on \x85 (NEL), so those are named.
+EMAIL_PATTERN = r"^[^@\s\x1c-\x1f\x85]+@[^@\s\x1c-\x1f\x85]+\.[^@\s\x1c-\x1f\x85]+$"
 
 
 class Registration(BaseModel):
@@ -235,21 +241,24 @@ class NewItem(Item):
     )
 
     expected_version: int | None = Field(
-        None, ge=1, description="Refuse (409) if the order changed since this version."
+        None,
+        ge=1,
+        le=LARGEST,
+        description="Refuse (409) if the order changed since this version.",
     )
 
 
 class Submission(BaseModel):
     model_config = _examples({"expected_version": 2}, {})
 
-    expected_version: int | None = Field(None, ge=1)
+    expected_version: int | None = Field(None, ge=1, le=LARGEST)
 
 
 class Cancellation(BaseModel):
     model_config = _examples({"reason": "changed my mind", "expected_version": 2}, {})
 
     reason: str = Field("cancelled by the customer", min_length=1, max_length=500)
-    expected_version: int | None = Field(None, ge=1)
+    expected_version: int | None = Field(None, ge=1, le=LARGEST)
 
 
 class Line(BaseModel):

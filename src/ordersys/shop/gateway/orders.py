@@ -34,6 +34,7 @@ from ordersys.shop.gateway.context import (
     written,
 )
 from ordersys.shop.gateway.models import (
+    LARGEST,
     Cancellation,
     Item,
     NewItem,
@@ -55,7 +56,9 @@ router = APIRouter(tags=["orders"])
 OWNER_SECONDS = 24 * 3600
 IDEMPOTENT_ORDERS = UUID("6f0c8a52-3b7e-4f41-9d2a-1c5e7b9a0d34")
 """Namespace of the ids of orders placed with an Idempotency-Key."""
-AFTER = Query(None, ge=1, description="Wait (bounded) until this write is visible.")
+AFTER = Query(
+    None, ge=1, le=LARGEST, description="Wait (bounded) until this write is visible."
+)
 CUSTOMER = Depends(current_user)
 WRITE = responses(401, 404, 409, 413, 422, 429, 503, 504)
 READ = responses(401, 404, 422, 429, 503, 504)
@@ -317,7 +320,7 @@ async def remove_item(
     order_id: UUID,
     product_id: UUID,
     request: Request,
-    expected_version: int | None = Query(None, ge=1),
+    expected_version: int | None = Query(None, ge=1, le=LARGEST),
     user: Principal = CUSTOMER,
 ) -> Any:
     await check_owner(request, order_id, user)

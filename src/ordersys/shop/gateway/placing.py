@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ordersys.errors import OrdersysError, Unauthenticated
+from ordersys.shop.gateway.console import requests
 from ordersys.shop.gateway.context import Gateway, cached
 from ordersys.shop.gateway.orders import (
     OWNER_SECONDS,
@@ -47,6 +48,16 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 _BEARER = re.compile(rb"^Bearer ([^\s]+)$")
 _FIELDS = frozenset(("items", "submit"))
 _ITEM_FIELDS = frozenset(("product_id", "quantity"))
+
+# The owner key of a new order (KEYS[1]: ARGV[1] for ARGV[2] s) and the
+# console's note of the request that placed it (as requests.RECORD does).
+OWN_AND_RECORD = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return 1
+"""
 
 
 def plain_order(body: bytes) -> tuple[list[tuple[str, int]], bool] | None:
@@ -136,14 +147,29 @@ class PlaceOrders:
             "version": reply["version"],
             "position": reply["position"],
         }
+        owner = f"{user.subject} {written['position'] or ''}"
         with contextlib.suppress(RedisError):
-            await gw.batched.call(
-                "SET",
-                owner_key(gw, written["id"]),
-                f"{user.subject} {written['position'] or ''}",
-                "EX",
-                OWNER_SECONDS,
-            )
+            if requests.STARTED in state:
+                # Noted now rather than after the answer: one round trip, not two.
+                await gw.batched.script(
+                    OWN_AND_RECORD,
+                    [
+                        owner_key(gw, written["id"]),
+                        requests.key_of(gw.prefix, written["id"]),
+                    ],
+                    [
+                        owner,
+                        OWNER_SECONDS,
+                        requests.entry(scope, 201),
+                        requests.KEPT_REQUESTS,
+                        requests.KEPT_SECONDS,
+                    ],
+                )
+                state[requests.RECORDED] = True
+            else:
+                await gw.batched.call(
+                    "SET", owner_key(gw, written["id"]), owner, "EX", OWNER_SECONDS
+                )
         answer = orjson.dumps(written)
         await send(
             {

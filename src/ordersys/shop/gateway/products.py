@@ -8,13 +8,15 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 
 from ordersys.shop.gateway.context import call
-from ordersys.shop.gateway.models import Product, ProductPage
+from ordersys.shop.gateway.models import LARGEST, Product, ProductPage
 from ordersys.shop.gateway.orders import product
 from ordersys.shop.gateway.problems import responses
 
 router = APIRouter(tags=["products"])
 
-AFTER = Query(None, ge=1, description="Wait (bounded) until this write is visible.")
+AFTER = Query(
+    None, ge=1, le=LARGEST, description="Wait (bounded) until this write is visible."
+)
 
 
 @router.get(

@@ -3,7 +3,9 @@
 Nothing else records them: the services see commands, not requests. The
 middleware notes each request under ``/orders`` (or ``/admin/orders``) that
 names an order (in its path, or in the ``Location`` of the one that placed
-it) in a Redis list per order, after the response is sent, kept a week.
+it) in a Redis list per order, after the response is sent, kept a week. The
+note is one script, sent with the Redis commands of concurrent requests
+(:mod:`ordersys.shop.gateway.batching`) rather than in a round trip of its own.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import redis.asyncio as aioredis
+import orjson
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ordersys.shop.gateway.batching import Batched
 from ordersys.shop.gateway.context import Gateway
 from ordersys.shop.gateway.problems import request_id_of
 
@@ -29,6 +32,19 @@ ORDER_PATH = re.compile(r"^(?:/admin)?/orders(?:/([0-9a-fA-F-]{36}))?(?:/|$)")
 KEPT_SECONDS = 7 * 24 * 3600
 KEPT_REQUESTS = 50
 
+# In a request's state: when the middleware saw it; and that a handler has
+# recorded it already (with a write of its own, in the same round trip).
+STARTED = "order_request_started"
+RECORDED = "order_request_recorded"
+
+# The entry appended, the list trimmed to the last ARGV[2], its expiry renewed.
+RECORD = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
 
 def key_of(prefix: str, order_id: UUID | str) -> str:
     return f"{prefix}:console:requests:{order_id}"
@@ -37,7 +53,7 @@ def key_of(prefix: str, order_id: UUID | str) -> str:
 class OrderRequests:
     """ASGI middleware: records the requests about orders."""
 
-    def __init__(self, app: ASGIApp, redis: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, app: ASGIApp, redis: Batched, prefix: str) -> None:
         self.app = app
         self.redis = redis
         self.prefix = prefix
@@ -50,6 +66,8 @@ class OrderRequests:
             await self.app(scope, receive, send)
             return
         started = time.time()
+        state = scope.setdefault("state", {})
+        state[STARTED] = started
         response: dict[str, Any] = {}
 
         async def noting(message: Message) -> None:
@@ -62,31 +80,34 @@ class OrderRequests:
 
         await self.app(scope, receive, noting)
         order_id = found.group(1) or _placed(response.get("location", ""))
-        if order_id:
-            await self._record(scope, order_id.lower(), started, response)
+        if order_id and not state.get(RECORDED):
+            await self._record(scope, order_id.lower(), response.get("status"))
 
-    async def _record(
-        self, scope: Scope, order_id: str, started: float, response: dict[str, Any]
-    ) -> None:
-        entry = json.dumps(
-            {
-                "at": datetime.fromtimestamp(started, UTC).isoformat(),
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": response.get("status"),
-                "request_id": request_id_of(scope),
-                "ms": round((time.time() - started) * 1000, 1),
-            }
-        )
-        key = key_of(self.prefix, order_id)
+    async def _record(self, scope: Scope, order_id: str, status: int | None) -> None:
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.rpush(key, entry)
-                pipe.ltrim(key, -KEPT_REQUESTS, -1)
-                pipe.expire(key, KEPT_SECONDS)
-                await pipe.execute()
+            await self.redis.script(
+                RECORD,
+                [key_of(self.prefix, order_id)],
+                [entry(scope, status), KEPT_REQUESTS, KEPT_SECONDS],
+            )
         except RedisError as e:  # the journey misses a step; the request is fine
             logger.warning("order request not recorded: Redis: %s", e)
+
+
+def entry(scope: Scope, status: int | None) -> bytes:
+    """The note of the request of ``scope`` (under way since :class:`OrderRequests`
+    saw it) answered ``status``."""
+    started: float = scope["state"][STARTED]
+    return orjson.dumps(
+        {
+            "at": datetime.fromtimestamp(started, UTC).isoformat(),
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "request_id": request_id_of(scope),
+            "ms": round((time.time() - started) * 1000, 1),
+        }
+    )
 
 
 def _placed(location: str) -> str:
