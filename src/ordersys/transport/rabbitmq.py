@@ -441,9 +441,12 @@ class KombuTransport(Transport):
             if channel in self._channels:
                 self._channels.remove(channel)
 
-    def call(self, service: str, envelope: Envelope, timeout: float) -> Any:
-        # The envelope carries the span it was made in, which is the parent
-        # even when the call runs on another thread (an executor's, say).
+    @staticmethod
+    @contextmanager
+    def _client_span(service: str, envelope: Envelope) -> Iterator[None]:
+        """The span of a request, put into its headers. The envelope carries
+        the span it was made in, which is the parent even when the call runs
+        on another thread (an executor's, say)."""
         with span(
             f"call {service} {envelope.message_type}",
             envelope.headers,
@@ -451,6 +454,10 @@ class KombuTransport(Transport):
             correlation_id=envelope.headers.get("correlation_id", ""),
         ):
             inject_into(envelope.headers)
+            yield
+
+    def call(self, service: str, envelope: Envelope, timeout: float) -> Any:
+        with self._client_span(service, envelope):
             handler = self._served.get(service)
             if handler is not None:
                 return result_of(reply_from(handler, envelope))
@@ -469,13 +476,10 @@ class KombuTransport(Transport):
         outcomes: list[Any | OrdersysError] = [None] * len(requests)
         remote: list[int] = []
         for n, (service, envelope) in enumerate(requests):
-            with span(
-                f"call {service} {envelope.message_type}",
-                envelope.headers,
-                kind=SpanKind.CLIENT,
-                correlation_id=envelope.headers.get("correlation_id", ""),
-            ):
-                inject_into(envelope.headers)
+            # A span per request, for its headers: the handler's span becomes
+            # its child. The wait for replies is the batch's, not the request's.
+            with self._client_span(service, envelope):
+                pass
             if service not in self._served:
                 remote.append(n)
         sent = self._send([requests[n] for n in remote], timeout)
