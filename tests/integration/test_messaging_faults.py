@@ -5,10 +5,8 @@ under a consumer and a relay: they wait for it, and dead-letter nothing."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
@@ -31,25 +29,13 @@ from tests.integration.test_messaging_rabbitmq import (
     prefix,
     queue_depth,
 )
+from tests.integration.test_transport_rabbitmq import rabbitmqctl, vhost
 from tests.servers import PrivatePostgres
 from tests.unit.accounts import Account, Bank
 
 EVENTS = 10_000
 
-__all__ = ["prefix"]  # the fixture, shared with the messaging tests
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
-
-
-@pytest.fixture
-def vhost() -> Iterator[str]:
-    name = f"ordersys-test-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
+__all__ = ["prefix", "vhost"]  # the fixtures, shared with the messaging tests
 
 
 def test_closing_all_connections_mid_stream_loses_and_doubles_nothing(
