@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ordersys.errors import InvalidInput
 
@@ -34,6 +34,15 @@ class Message(BaseModel):
     # the nested field by its whole path.
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        # PostgreSQL's text and jsonb cannot hold U+0000: a message carrying
+        # it would be accepted, then stop every read model it reaches.
+        if _holds_nul(value):
+            raise ValueError("must not contain the NUL character (\\u0000)")
+        return value
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "message_type" not in cls.__dict__:
@@ -47,6 +56,16 @@ class Message(BaseModel):
             return cls.model_validate(data)
         except ValidationError as e:
             raise invalid_input(cls.message_type, e) from None
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_holds_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return False
 
 
 def invalid_input(what: str, error: ValidationError) -> InvalidInput:

@@ -222,6 +222,44 @@ def test_a_version_or_position_beyond_the_bound_is_invalid_input_not_a_500(
     assert fields_of(problem_of(products, 422, "invalid_input")) == {"after_position"}
 
 
+def test_text_with_a_nul_character_is_422_and_the_read_models_go_on(
+    system: System, admin: User, ann: User
+) -> None:
+    # Given an order of ann's
+    product = system.product(admin)["product_id"]
+    order = ann.client.post(
+        "/orders",
+        headers=ann.headers(),
+        json={"items": [{"product_id": product, "quantity": 1}]},
+    ).json()
+
+    # When she cancels it with a reason that holds U+0000 (PostgreSQL cannot
+    # store it), then with a plain one
+    nul = ann.client.post(
+        f"/orders/{order['id']}/cancel",
+        headers=ann.headers(),
+        json={"reason": "no\u0000thanks"},
+    )
+    plain = ann.client.post(
+        f"/orders/{order['id']}/cancel",
+        headers=ann.headers(),
+        json={"reason": "no thanks"},
+    )
+
+    # Then the first is refused for that field, and the second reaches the
+    # read model, which a stored NUL would have stopped
+    assert fields_of(problem_of(nul, 422, "invalid_input")) == {"reason"}
+    assert "NUL character" in problem_of(nul, 422, "invalid_input")["detail"]
+    assert plain.status_code == 200, plain.text
+    read = ann.client.get(
+        f"/orders/{order['id']}",
+        headers=ann.headers(),
+        params={"after_position": plain.json()["position"]},
+    )
+    assert read.status_code == 200, read.text
+    assert read.json()["status"] == "CANCELLED"
+
+
 def test_health(system: System) -> None:
     client = system.client()
 

@@ -196,6 +196,32 @@ def waiting_for(predicate: Callable[[], bool], process: subprocess.Popen[str]) -
         time.sleep(0.05)
 
 
+def state_of(ledger: Ledger, prefix: str) -> str:
+    """What a stalled consumer has and has not done, for the failure's message."""
+    queue = f"{prefix}.ledger"
+    return (
+        f"{len(ledger.rows())} rows applied; queue {queue_depth(queue)} ready, "
+        f"{unacknowledged(queue)} unacknowledged; "
+        f"dead letters {queue_depth(queue + '.dlq')}; "
+        f"outcomes {dict(ledger.consumer.outcomes)}; "
+        f"waiting for {ledger.consumer.outages.down}; "
+        f"PostgreSQL backends by state: {backends()}"
+    )
+
+
+def backends() -> dict[str, int]:
+    listed = subprocess.run(
+        [
+            *("psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc"),
+            "SELECT coalesce(state, '-') || ' ' || coalesce(wait_event_type, '-'),"
+            " count(*) FROM pg_stat_activity GROUP BY 1",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split("\n")
+    return {row.split("|")[0]: int(row.split("|")[1]) for row in listed if "|" in row}
+
+
 def test_a_consumer_killed_mid_batch_loses_and_doubles_nothing(
     pg_settings: Settings, prefix: str
 ) -> None:
@@ -218,7 +244,8 @@ def test_a_consumer_killed_mid_batch_loses_and_doubles_nothing(
     ledger.consumer.start()
 
     # Then a consumer that takes over applies the rest, and nothing twice
-    assert eventually(lambda: len(ledger.rows()) >= count, within=120)
+    applied_all = eventually(lambda: len(ledger.rows()) >= count, within=120)
+    assert applied_all, state_of(ledger, prefix)
     assert eventually(lambda: queue_depth(f"{prefix}.ledger") == 0)
     ledger.consumer.stop()
     rows = ledger.rows()

@@ -73,3 +73,26 @@ def test_a_good_message_is_made_with_its_nested_messages() -> None:
 
     assert order.lines[0].quantity == 2
     assert PlaceOrder.parse(order.model_dump()) == order
+
+
+class Note(Command):
+    text: str
+    tags: list[str] = []
+
+
+def test_text_holding_a_nul_character_is_refused_by_its_field() -> None:
+    # PostgreSQL's text and jsonb cannot store U+0000: such a message would
+    # stop the read models it reaches, so it is refused where it is made
+    with pytest.raises(InvalidInput, match="NUL character") as flat:
+        Note(text="a\x00b")
+    with pytest.raises(InvalidInput) as nested:
+        PlaceOrder.parse(
+            {"customer_id": str(UUID(int=1)), "lines": [{"sku": "\x00", "quantity": 1}]}
+        )
+    with pytest.raises(InvalidInput) as listed:
+        Note(text="fine", tags=["ok", "not\x00ok"])
+
+    assert fields_of(flat.value) == ["text"]
+    assert fields_of(nested.value) == ["lines.0.sku"]
+    assert fields_of(listed.value) == ["tags"]
+    assert Note(text="tab\tand é are fine").text == "tab\tand é are fine"
