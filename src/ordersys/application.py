@@ -78,6 +78,7 @@ def persistence_env(settings: Settings, app_name: str) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
         "POSTGRES_MAX_OVERFLOW": str(settings.postgres_max_overflow),
         "POSTGRES_CONNECT_TIMEOUT": str(settings.postgres_connect_timeout),
+        "POSTGRES_NOTIFY": "y" if settings.postgres_notify else "n",
     }
 
 

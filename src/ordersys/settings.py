@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     postgres_pool_size: int = Field(5, ge=1)
     postgres_max_overflow: int = Field(10, ge=0)
     postgres_connect_timeout: int = Field(5, ge=1)
+    postgres_notify: bool = Field(
+        True,
+        description="Appends send a NOTIFY (one transaction each, at most one per "
+        "5 ms) that wakes the event store's subscriptions (`recorder.subscribe`); "
+        "off where nothing subscribes.",
+    )
     sqlite_path: str = Field(
         ":memory:", description="SQLite file for the embedded mode."
     )

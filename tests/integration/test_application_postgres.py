@@ -108,3 +108,25 @@ def test_applications_of_different_names_share_a_schema_table_apart(
 
     assert rows(pg_settings, "bank_events") == 1
     assert rows(pg_settings, "otherbank_events") == 1
+
+
+def notifies_heard(settings: Settings, appends: int) -> int:
+    """How many NOTIFYs a listener on the bank's channel hears while
+    ``appends`` accounts are opened, and a moment after."""
+    bank = Bank(settings)
+    channel = bank.recorder.channel_name  # type: ignore[attr-defined]
+    with connect(settings, autocommit=True) as listener:
+        listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        for n in range(appends):
+            bank.write(Account(f"owner{n}", Decimal(0)))
+        return len(list(listener.notifies(timeout=0.5)))
+
+
+def test_appends_wake_subscribers_unless_told_not_to(pg_settings: Settings) -> None:
+    # Given the same appends with wake-ups on (the framework's default) and off
+    quiet = pg_settings.model_copy(update={"postgres_notify": False})
+
+    # Then subscribers hear of them only when on
+    assert notifies_heard(pg_settings, 20) >= 1
+    assert notifies_heard(quiet, 20) == 0
+    assert load_settings({}).postgres_notify is True

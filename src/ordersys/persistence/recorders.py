@@ -353,8 +353,12 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
             limit=SQL(" LIMIT %s::bigint" if limit else ""),
         )
 
+    wakes_subscribers = True
+    """Whether appends are followed by a ``NOTIFY`` (see :meth:`subscribe`).
+    Each is a transaction of its own: off where nothing subscribes."""
+
     def _wake_subscribers(self, notification_ids: Sequence[int] | None) -> None:
-        if notification_ids:
+        if notification_ids and self.wakes_subscribers:
             self._notifier.notify()
 
     def _send_notify(self) -> None:
@@ -703,6 +707,24 @@ class Factory(PostgresFactory):
     # The library types this as its own process recorder class, which ours
     # cannot subclass without inheriting the table lock it replaces.
     process_recorder_class = PostgresEventProcessRecorder  # type: ignore[assignment]
+
+    NOTIFY = "POSTGRES_NOTIFY"
+    """``n`` or ``no``: appends send no ``NOTIFY`` (subscriptions only poll)."""
+
+    def application_recorder(self) -> ApplicationRecorder:
+        recorder = super().application_recorder()
+        self._set_wake_ups(recorder)
+        return recorder
+
+    def process_recorder(self) -> ProcessRecorder:
+        recorder = super().process_recorder()
+        self._set_wake_ups(recorder)
+        return recorder
+
+    def _set_wake_ups(self, recorder: object) -> None:
+        if isinstance(recorder, PostgresEventRecorder):
+            wanted = self.env.get(self.NOTIFY, "y").strip().lower()
+            recorder.wakes_subscribers = wanted not in ("n", "no", "false", "0")
 
     def transcoder(self) -> Transcoder:
         if self.env.get(self.TRANSCODER_TOPIC):

@@ -15,6 +15,11 @@ class ShopSettings(Settings):
     """Everything the bundled system needs: :class:`~ordersys.settings.Settings`
     and the shop's own fields."""
 
+    postgres_notify: bool = Field(
+        False,
+        description="No worker of the shop subscribes (they poll): a NOTIFY per "
+        "append would only cost a transaction.",
+    )
     saga_step_timeout: float = Field(
         30.0, gt=0, description="Seconds the order saga waits for each step's reply."
     )
