@@ -5,6 +5,7 @@ measured in the same run.
     python -m bench system [--seconds 20] [--clients 64] [--baseline-seconds 3]
                            [--rebuild-events 50000] [--pool-size 2]
                            [--json bench/results/system.json] [--profile DIR]
+                           [--replicas N]
 
 Needs ``wrk`` (Debian's package; ``make bench`` installs it when it may) and
 refuses to run without it: a generator in Python would measure its own limit.
@@ -64,6 +65,12 @@ sustained phase, and the rebuild under cProfile: a profiled run is
 slower, so take figures from a run without it. ``--pool-size`` (default 2) is
 each service's ``ORDERSYS_POSTGRES_POOL_SIZE``: the server's connections are
 shared with other work, and pools still grow under load.
+
+``--replicas N`` (N > 1) measures scaling instead: the sustained phase alone,
+first on a system with one process of every service, then on a fresh one
+with N of each (the gateways on consecutive ports, one wrk per gateway, each
+gated to its share of the orders in flight), and prints orders/s, CPU ms per
+order and the CPU of every process for both.
 """
 
 from __future__ import annotations
@@ -161,8 +168,12 @@ def summary(values: list[float]) -> dict[str, float]:
 class ServiceProcess:
     """One ``ordersys run <name>``, its output appended to a log file."""
 
-    def __init__(self, name: str, env: Mapping[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, env: Mapping[str, str], log: Path, label: str = ""
+    ) -> None:
         self.name = name
+        self.label = label or name
+        """The replica's name in the log and the CPU split (``orders#2``)."""
         self.ready = threading.Event()
         self.log = log.open("a")
         self.process = subprocess.Popen(
@@ -179,7 +190,7 @@ class ServiceProcess:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self.log.write(f"[{self.name}] {line}")
+            self.log.write(f"[{self.label}] {line}")
             self.log.flush()
             if line.startswith(f"{self.name} ready"):
                 self.ready.set()
@@ -218,6 +229,9 @@ class Run:
     )
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     pool_size: int = 2
+    replicas: int = 1
+    """Processes of every service; the gateway's listen on consecutive ports
+    from ``gateway_port``."""
 
     def env(self) -> dict[str, str]:
         overrides = {
@@ -246,16 +260,24 @@ class Run:
             }
         )
 
+    @property
+    def gateway_ports(self) -> list[int]:
+        return [self.gateway_port + n for n in range(self.replicas)]
+
     def start(self) -> None:
         env = self.env()
         started = []
         for name in SERVICES:
-            extra = {} if name == "gateway" else {"ORDERSYS_METRICS_PORT": "0"}
-            if name == "orders":
-                extra = {"ORDERSYS_METRICS_PORT": str(self.metrics_port)}
-            process = ServiceProcess(name, {**env, **extra}, self.log)
-            self.processes[name] = process
-            started.append(process)
+            for replica in range(self.replicas):
+                extra = {"ORDERSYS_METRICS_PORT": "0"}
+                if name == "gateway":
+                    extra = {"ORDERSYS_GATEWAY_PORT": str(self.gateway_port + replica)}
+                elif name == "orders" and replica == 0:
+                    extra = {"ORDERSYS_METRICS_PORT": str(self.metrics_port)}
+                label = f"{name}#{replica + 1}" if self.replicas > 1 else name
+                process = ServiceProcess(name, {**env, **extra}, self.log, label)
+                self.processes[label] = process
+                started.append(process)
         for process in started:
             process.wait_ready()
 
@@ -809,11 +831,15 @@ class Gate(threading.Thread):
     the gate opened plus ``in_flight``, and the orders/s final over the last
     second, both from the watcher's counts (no statement of its own)."""
 
-    def __init__(self, path: Path, watcher: Watcher, in_flight: int) -> None:
+    def __init__(
+        self, path: Path, watcher: Watcher, in_flight: int, share: float = 1.0
+    ) -> None:
         super().__init__(name="gate", daemon=True)
         self.path = path
         self.watcher = watcher
         self.in_flight = in_flight
+        self.share = share
+        """This gate's part of the orders, when several wrk share the load."""
         self.began = watcher.final
         self.owed = watcher.backlog()
         self.stopping = threading.Event()
@@ -823,7 +849,7 @@ class Gate(threading.Thread):
 
     def _write(self, allowed: int, pace: float) -> None:
         spare = self.path.with_suffix(".new")
-        spare.write_text(f"{allowed} {pace:.1f}\n")
+        spare.write_text(f"{int(allowed * self.share)} {pace * self.share:.1f}\n")
         os.replace(spare, self.path)
 
     def run(self) -> None:
@@ -1563,14 +1589,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--profile", type=Path, default=None)
     parser.add_argument("--pool-size", type=int, default=2)
     parser.add_argument("--rebuild-events", type=int, default=50_000)
+    parser.add_argument("--replicas", type=int, default=1)
     args = parser.parse_args(argv)
     missing = needs_wrk()
     if missing:
         print(missing, file=sys.stderr)
         return 2
 
+    if args.replicas < 1:
+        print("python -m bench system: --replicas must be at least 1", file=sys.stderr)
+        return 2
     try:
-        return measure(args)
+        return scaling(args) if args.replicas > 1 else measure(args)
     except (InfrastructureUnavailable, RuntimeError) as e:
         print(f"python -m bench system: {e}", file=sys.stderr)
         return 1
@@ -1620,6 +1650,128 @@ def measure(args: argparse.Namespace) -> int:
     args.json.write_text(json.dumps(results, indent=2, default=str))
     print(f"results: {args.json}")
     return 0
+
+
+def scaling(args: argparse.Namespace) -> int:
+    """Orders/s with one process of every service, then with
+    ``args.replicas`` of each, in one run (the sustained phase alone, each on
+    a system of its own): what adding processes does on this machine."""
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "revision": revision(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "replicas": {},
+    }
+    for replicas in (1, args.replicas):
+        print(f"{replicas} process(es) of every service ...", flush=True)
+        results["replicas"][replicas] = replicated(replicas, args)
+        print(f"  {results['replicas'][replicas]['orders_per_s']:.1f} orders/s")
+    report_scaling(results)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2, default=str))
+    print(f"results: {args.json}")
+    return 0
+
+
+def replicated(replicas: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The sustained phase on a system with ``replicas`` processes of every
+    service: one wrk per gateway, each gated to its share of the orders in
+    flight."""
+    run = Run(pool_size=args.pool_size, replicas=replicas)
+    run.gateway_port = free_port_range(replicas)
+    settings = run.settings()
+    wait_for_connections(settings, 40 * replicas, 120)
+    ensure_database(settings)
+    with connect(settings, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(run.schema)))
+    loads: list[Wrk] = []
+    gates: list[Gate] = []
+    gating = Path(tempfile.mkdtemp(prefix="ordersys-sysbench-gate-"))
+    try:
+        run.start()
+        bases = [f"http://127.0.0.1:{port}" for port in run.gateway_ports]
+        for base in bases:
+            wait_until_up(f"{base}/health/live")
+        tokens, products = seed(run, bases[0])
+        probe = Probe(settings)
+        watcher = Watcher(settings, tracking_table(settings))
+        watcher.start()
+        if not watcher.connected.wait(30):
+            msg = "the watcher could not connect to PostgreSQL"
+            raise RuntimeError(msg)
+        for n, base in enumerate(bases):
+            gate = Gate(gating / f"gate{n}", watcher, args.clients, 1 / replicas)
+            gate.start()
+            gates.append(gate)
+            connections = max(args.clients // 2 // replicas, 4)
+            loads.append(
+                Wrk(
+                    *(base, "/orders", tokens, products),
+                    connections=connections,
+                    seconds=WARMUP + args.seconds + 1,
+                    gate=gate.path,
+                )
+            )
+        time.sleep(WARMUP)
+        own = Own(watcher_thread=watcher.native_id, watcher_backend=watcher.backend)
+        meter = CpuMeter(run.pids(), run.database, own)
+        before = probe.confirmed()
+        meter.start()
+        time.sleep(args.seconds)
+        cpu = meter.stop()
+        confirmed = probe.confirmed() - before
+        placed = sum(load.result()["answered_2xx"] for load in loads)
+        watcher.stop()
+        probe.close()
+        return {
+            "orders_per_s": confirmed / meter.elapsed,
+            "confirmed": confirmed,
+            "placed": placed,
+            "cpu_percent": cpu,
+            "cpu_ms_per_order": meter.per_order(confirmed),
+        }
+    finally:
+        for load in loads:
+            load.kill()
+        for gate in gates:
+            gate.stop()
+        shutil.rmtree(gating, ignore_errors=True)
+        run.stop()
+        cleanup(run, settings)
+
+
+def free_port_range(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
+    for _ in range(100):
+        first = free_port()
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    msg = f"no {count} consecutive free ports"
+    raise RuntimeError(msg)
+
+
+def report_scaling(results: dict[str, Any]) -> None:
+    by = results["replicas"]
+    print(f"\nThe whole system, 1 and more processes per service: {results['machine']}")
+    print("-" * 100)
+    header = ("processes per service", "orders/s", "CPU ms/order", "machine CPU")
+    print(f"{header[0]:>22} {header[1]:>10} {header[2]:>14} {header[3]:>12}")
+    for replicas, figures in by.items():
+        ms = figures["cpu_ms_per_order"].get("system, in total", float("nan"))
+        machine_cpu = figures["cpu_percent"].get(MACHINE, 0.0)
+        print(
+            f"{replicas:>22} {figures['orders_per_s']:>10.1f} {ms:>14.2f}"
+            f" {machine_cpu:>11.0f}%"
+        )
+    for replicas, figures in by.items():
+        shares = sorted(figures["cpu_percent"].items(), key=lambda kv: -kv[1])
+        split = ", ".join(f"{name} {share:.0f}" for name, share in shares if share >= 1)
+        print(f"CPU with {replicas} per service (% of one core): {split}")
 
 
 def disturbances(log: Path) -> dict[str, int]:

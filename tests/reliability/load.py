@@ -45,9 +45,15 @@ class Load:
             for n in range(workers)
         ]
         self._lock = threading.Lock()
+        self._turn = 0
 
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.system.gateway_port}"
+        """A gateway: with several, each attempt takes the next, so that a
+        retry after one went down reaches another."""
+        ports = list(self.system.gateway_ports.values()) or [self.system.gateway_port]
+        with self._lock:
+            self._turn += 1
+            return f"http://127.0.0.1:{ports[self._turn % len(ports)]}"
 
     def start(self) -> None:
         for thread in self.threads:

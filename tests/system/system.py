@@ -46,10 +46,14 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """One `ordersys run <name>`, its output echoed to a log file."""
+    """One `ordersys run <name>`, its output echoed to a log file; ``label``
+    names a replica (``orders#2``) in that log."""
 
-    def __init__(self, name: str, env: Mapping[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, env: Mapping[str, str], log: Path, label: str = ""
+    ) -> None:
         self.name = name
+        self.label = label or name
         self.ready = threading.Event()
         self.log = log.open("a")
         self.process = subprocess.Popen(
@@ -66,7 +70,7 @@ class ServiceProcess:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self.log.write(f"[{self.name}] {line}")
+            self.log.write(f"[{self.label}] {line}")
             self.log.flush()
             if line.startswith(f"{self.name} ready"):
                 self.ready.set()
@@ -75,7 +79,7 @@ class ServiceProcess:
         deadline = time.monotonic() + within
         while not self.ready.wait(0.1):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                msg = f"{self.name} did not start (exit code {self.process.poll()})"
+                msg = f"{self.label} did not start (exit code {self.process.poll()})"
                 raise AssertionError(msg)
 
     def kill(self) -> None:
@@ -109,6 +113,8 @@ class System:
         self.processes: dict[str, ServiceProcess] = {}
         self.metrics_ports: dict[str, int] = {}
         self.gateway_port = 0
+        self.gateway_ports: dict[str, int] = {}
+        """Each gateway replica's port, by its name."""
         self.client = KombuTransport(URL, prefix=env["ORDERSYS_MESSAGING_PREFIX"])
 
     def start(
@@ -119,23 +125,25 @@ class System:
         **settings: str,
     ) -> None:
         """Start ``names`` (in the order ``ordersys up`` does), with extra
-        ``ORDERSYS_*`` settings, and wait until each is ready. With ``metrics``
-        each serves /metrics on a free port (``metrics_ports``)."""
+        ``ORDERSYS_*`` settings, and wait until each is ready. A name may be a
+        replica's, ``orders#2``: another process of that service. With
+        ``metrics`` each serves /metrics on a free port (``metrics_ports``)."""
         env = {**self.env, **{f"ORDERSYS_{k.upper()}": v for k, v in settings.items()}}
         started = []
         for name in names:
-            if name == "gateway":  # its /metrics is on its HTTP port
-                self.gateway_port = free_port()
+            service = name.split("#", 1)[0]
+            if service == "gateway":  # its /metrics is on its HTTP port
+                self.gateway_port = self.gateway_ports[name] = free_port()
                 env = {**env, "ORDERSYS_GATEWAY_PORT": str(self.gateway_port)}
                 if metrics:
                     self.metrics_ports[name] = self.gateway_port
             elif metrics:
                 self.metrics_ports[name] = free_port()
                 env = {**env, "ORDERSYS_METRICS_PORT": str(self.metrics_ports[name])}
-            started.append(ServiceProcess(name, env, self.log))
+            started.append(ServiceProcess(service, env, self.log, name))
         for process in started:
             process.wait_ready()
-            self.processes[process.name] = process
+            self.processes[process.label] = process
 
     @staticmethod
     def names() -> list[str]:
