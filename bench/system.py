@@ -192,7 +192,7 @@ class ServiceProcess:
         for line in self.process.stdout:
             self.log.write(f"[{self.label}] {line}")
             self.log.flush()
-            if line.startswith(f"{self.name} ready"):
+            if line.startswith((f"{self.label} ready", f"{self.name} ready")):
                 self.ready.set()
 
     def wait_ready(self, within: float = 90.0) -> None:
@@ -274,7 +274,10 @@ class Run:
                     extra = {"ORDERSYS_GATEWAY_PORT": str(self.gateway_port + replica)}
                 elif name == "orders" and replica == 0:
                     extra = {"ORDERSYS_METRICS_PORT": str(self.metrics_port)}
-                label = f"{name}#{replica + 1}" if self.replicas > 1 else name
+                label = name
+                if self.replicas > 1:
+                    label = f"{name}#{replica + 1}"
+                    extra["ORDERSYS_REPLICA"] = str(replica + 1)
                 process = ServiceProcess(name, {**env, **extra}, self.log, label)
                 self.processes[label] = process
                 started.append(process)
@@ -671,6 +674,29 @@ class Wrk:
             "errors": errors,
             **{f"{k}_ms": v / 1e3 for k, v in latency.items()},
         }
+
+
+def rabbitmq_counters() -> dict[str, int]:
+    """Messages published to and delivered by the broker so far (its global
+    counters, every vhost; empty if ``rabbitmqctl`` cannot say)."""
+    try:
+        listed = subprocess.run(
+            ["rabbitmqctl", "-q", "eval", "rabbit_global_counters:overview()."],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    received = re.search(r"messages_received_total => (\d+)", listed)
+    delivered = re.findall(r"messages_delivered_total => (\d+)", listed)
+    if received is None:
+        return {}
+    return {
+        "published": int(received.group(1)),
+        "delivered": sum(int(n) for n in delivered),
+    }
 
 
 def baselines(
@@ -1133,6 +1159,7 @@ class Phases:
             watcher, probe = self.watcher, self.probe
             own = (watcher.polls, probe.statements)
             counters = [probe.counters()]
+            messages = [rabbitmq_counters()]
             confirmed = [probe.confirmed()]
             backlog = [watcher.backlog()]
             meter = self.meter()
@@ -1148,6 +1175,7 @@ class Phases:
             backlog.append(watcher.backlog())
             transactions = watcher.polls - own[0] + probe.statements - own[1]
             counters.append(probe.counters())
+            messages.append(rabbitmq_counters())
             ack = load.result()
         finally:
             load.kill()
@@ -1178,6 +1206,10 @@ class Phases:
             "commits_per_order": per.get("transactions", float("nan")),
             "write_commits_per_order": per.get("write transactions", float("nan")),
             "saga_events_per_order": per.get(SAGA_EVENTS, float("nan")),
+            "messages_per_order": {
+                k: round((messages[1][k] - messages[0][k]) / max(orders, 1), 2)
+                for k in messages[0].keys() & messages[1].keys()
+            },
             "per_order": per,
         }
 
@@ -1446,6 +1478,14 @@ def report(results: dict[str, Any]) -> None:
         f"  saga events per confirmed order ({SAGA_EVENTS})",
         f"{s['saga_events_per_order']:.1f}",
     )
+    sent = s.get("messages_per_order", {})
+    if sent:
+        row(
+            "  RabbitMQ messages per confirmed order, published",
+            f"{sent['published']:.1f}",
+            f"delivered to consumers: {sent['delivered']:.1f} (the broker's"
+            " counters: other work on it counts too)",
+        )
     row(
         "  CPU ms per confirmed order, the system",
         f"{system_ms:.2f}",

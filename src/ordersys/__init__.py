@@ -47,9 +47,13 @@ from ordersys.transport import Envelope, RpcSender, Transport, serve_bus
 from ordersys.transport.memory import MemoryTransport
 
 if TYPE_CHECKING:
+    from ordersys.leases import Leases
     from ordersys.transport.rabbitmq import KombuTransport
 
-_ADAPTERS = {"KombuTransport": "ordersys.transport.rabbitmq"}
+_ADAPTERS = {
+    "KombuTransport": "ordersys.transport.rabbitmq",
+    "Leases": "ordersys.leases",
+}
 """Public names whose modules need an extra: imported when first used, so that
 ``import ordersys`` loads no server client."""
 
@@ -78,6 +82,7 @@ __all__ = [
     "InfrastructureUnavailable",
     "InvalidInput",
     "KombuTransport",
+    "Leases",
     "MemoryTransport",
     "Message",
     "MessageBus",

@@ -1,12 +1,14 @@
 """``ordersys up``: every service in a process of its own, supervised.
 
-Each child is ``python -m <module> run <name>``. Its standard output is echoed
-with its name (``[orders] orders ready, ...``), except the lines every child
-prints alike while the servers are missing ("waiting for RabbitMQ at ..."),
-which are said once. A child that dies is restarted with backoff, up to a
-limit; one that gives up with an error line (``ordersys: error: ...``) stops
-everything, and that line is said once. Stopping signals every child at once
-and kills what is still alive at the deadline.
+Each child is ``python -m <module> run <service>``, one per replica
+(:mod:`ordersys.replicas`: ``orders#1`` and ``orders#2`` with two of orders).
+Its standard output is echoed with its name (``[orders] orders ready, ...``,
+``[orders#2] orders#2 ready, ...``), except the lines every child prints alike
+while the servers are missing ("waiting for RabbitMQ at ..."), which are said
+once. A child that dies is restarted with backoff, up to a limit, each replica
+on its own count; one that gives up with an error line (``ordersys: error:
+...``) stops everything, and that line is said once. Stopping signals every
+child at once and kills what is still alive at the deadline.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO
 
 from ordersys.errors import OrdersysError
+from ordersys.replicas import Replica, plan
 
 STOP_SECONDS = 3.0
 """How long children get to stop before they are killed: within the 5 s in
@@ -31,6 +34,9 @@ RESTARTS = 3
 RESTART_WINDOW = 60.0
 WAITING = "waiting for "
 ERROR = "ordersys: error: "
+
+ReplicaEnvironment = Callable[[Replica], Mapping[str, str]]
+"""What a replica's process is told besides the launcher's environment."""
 
 _output = threading.Lock()
 _said_once: set[str] = set()
@@ -73,11 +79,12 @@ def child_environment(base: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass
 class Child:
-    """One service process, restarted in place when it dies."""
+    """One service process (a replica), restarted in place when it dies."""
 
     name: str
     command: list[str]
     env: dict[str, str]
+    replica: Replica | None = None
     process: subprocess.Popen[str] | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     ready_line: str = ""
@@ -135,6 +142,10 @@ class Child:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def service(self) -> str:
+        return self.replica.service if self.replica else self.name
+
 
 class Children:
     """The children of one ``ordersys up``."""
@@ -144,6 +155,14 @@ class Children:
 
     def ready_line(self, name: str) -> str:
         return next(c.ready_line for c in self.children if c.name == name)
+
+    def ready_lines(self, service: str) -> list[str]:
+        """The ready line of each replica of ``service``, in order."""
+        return [c.ready_line for c in self.children if c.service == service]
+
+    @property
+    def replicas(self) -> list[Replica]:
+        return [c.replica for c in self.children if c.replica is not None]
 
     def supervise(self, now: float) -> None:
         """Restart a child that died (with backoff); raise :class:`LaunchFailed`
@@ -197,22 +216,27 @@ def start(
     names: Iterable[str],
     metrics_port: int = 0,
     *,
+    replicas: Mapping[str, int] | None = None,
+    environment: ReplicaEnvironment | None = None,
     stopping: threading.Event | None = None,
     ready_timeout: float = 120.0,
     module: str = "ordersys.shop.cli",
 ) -> Children:
-    """Start ``python -m module run <name>`` for each service and wait until
-    each is ready, restarting one that dies; raises :class:`LaunchFailed`
-    (having stopped them all) when one gives up or is not ready in time.
-    With ``metrics_port``, the services serve /metrics on it and the ports after."""
+    """Start ``python -m module run <service>`` for each replica of each service
+    (``replicas`` says how many, one by default) and wait until each is ready,
+    restarting one that dies; raises :class:`LaunchFailed` (having stopped them
+    all) when one gives up or is not ready in time. With ``metrics_port``, the
+    replicas serve /metrics on it and the ports after (:func:`~ordersys.replicas.plan`).
+    ``environment`` adds to a replica's environment (its own HTTP port, say)."""
     stopping = stopping or threading.Event()
     children = []
-    for number, name in enumerate(names):
+    for replica in plan(list(names), replicas or {}, metrics_port):
         env = child_environment(os.environ)
-        if metrics_port:
-            env["ORDERSYS_METRICS_PORT"] = str(metrics_port + number)
-        command = [sys.executable, "-m", module, "run", name]
-        children.append(Child(name, command, env))
+        env.update(replica.environment())
+        if environment is not None:
+            env.update(environment(replica))
+        command = [sys.executable, "-m", module, "run", replica.service]
+        children.append(Child(replica.name, command, env, replica))
     started = Children(children)
     for child in children:
         child.spawn()

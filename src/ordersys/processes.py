@@ -19,12 +19,18 @@ id does it).
 A saga can set a *deadline*: if it is still pending when it falls due, the
 runner fires it (``on_deadline``), whether or not any event ever arrives.
 Deadlines are saga events too, so they survive restarts.
+
+Several runners of one manager (a service's replicas) share its sagas by
+partitions (:mod:`ordersys.partitions`): each handles the sagas of the
+partitions it owns, and keeps a position per partition, so that whoever
+takes a partition over resumes where it stood.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter as CounterOf
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -72,6 +78,12 @@ from ordersys.observability.tracing import (
     stamp,
 )
 from ordersys.outages import Outages, server_of
+from ordersys.partitions import (
+    REBALANCE_SECONDS,
+    Ownership,
+    ownership_for,
+    partition_of,
+)
 
 logger = logging.getLogger("ordersys.processes")
 
@@ -636,6 +648,46 @@ class Handling(ProcessingEvent[UUID]):
         self.saved_kwargs.update(kwargs)
 
 
+class NotHandledHere(Exception):
+    """The upstream event being handled is for a saga of a partition this
+    runner does not handle (another runner's, or one that handled it
+    already): the policy stops, and nothing it did counts."""
+
+
+class Claim:
+    """Which partitions may be changed by the handling of one upstream event.
+
+    The first saga the policy reads or starts decides the event's partition:
+    if that partition is not ``allowed``, :class:`NotHandledHere` stops the
+    policy. A handling changes sagas of that one partition only (its owner
+    records them with that partition's position): a saga of another is
+    refused with :class:`MixedPartitions`, which fails the event (parked after
+    the runner's attempts), rather than being lost or written twice."""
+
+    def __init__(self, partitions: int, allowed: frozenset[int]) -> None:
+        self.partitions = partitions
+        self.allowed = allowed
+        self.partition: int | None = None
+
+    def check(self, saga_id_: UUID) -> None:
+        partition = partition_of(saga_id_, self.partitions)
+        if self.partition is None:
+            if partition not in self.allowed:
+                raise NotHandledHere(partition)
+            self.partition = partition
+        elif partition != self.partition:
+            msg = (
+                "one upstream event changes sagas of one partition only, "
+                f"not {self.partition} and {partition}"
+            )
+            raise MixedPartitions(msg)
+
+
+class MixedPartitions(Exception):
+    """A handling changed sagas of two partitions (refused while runners
+    share the sagas: no one runner could record both with its position)."""
+
+
 class ProcessManager(Application, EventSourcedProjection[UUID]):
     """An application of sagas that follows other applications' events.
 
@@ -649,6 +701,9 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
     the store checks each event's version) and any failed handling forget
     them, and they are read again. Its events recorded or read lately are
     kept too, for its runner (:meth:`events_after`).
+
+    While its runner shares the sagas with others, a :class:`Claim` says
+    whose sagas the event being handled may change (:meth:`gather`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -659,6 +714,9 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
         self._events_lock = threading.Lock()
         # Every event up to this position is known here (-1: none yet).
         self._known = -1
+        # The claim of the handling under way, in the runner's thread only
+        # (an operator's request reads sagas meanwhile, in its own).
+        self._handling = threading.local()
         self.recordings = 0
         """How many times events were recorded here, by any writer: a runner
         that saw none since it last looked has nothing new to read."""
@@ -680,20 +738,41 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
         self._take_snapshots(processing_event)
         return True
 
-    def gather(self, domain_event: Any, batch: ProcessingEvent[UUID]) -> None:
+    def gather(
+        self,
+        domain_event: Any,
+        batch: ProcessingEvent[UUID],
+        claim: Claim | None = None,
+    ) -> bool:
         """Apply the policy to ``domain_event``, adding what it changed to
         ``batch``, for :meth:`record` to record with other events' changes.
         The sagas it changed are kept as changed: a later event of the batch
         finds them so. Whoever gathers must record the batch, or call
-        :meth:`forget_sagas`."""
+        :meth:`forget_sagas`.
+
+        With a ``claim``, an event for a saga of a partition it does not
+        allow changes nothing: False then."""
         processing_event = Handling()
-        self.policy(domain_event, processing_event)
+        self._handling.claim = claim
+        try:
+            self.policy(domain_event, processing_event)
+            if claim is not None and processing_event.events:
+                # A saga made without start_saga (or saga) is checked here.
+                for changed in processing_event.events:
+                    claim.check(changed.originator_id)
+        except NotHandledHere:
+            for aggregate_id in processing_event.aggregates:
+                self._sagas.pop(aggregate_id, None)
+            return False
+        finally:
+            self._handling.claim = None
         stamp(processing_event.events)  # in the span of the event that caused them
         batch.events.extend(processing_event.events)
         for aggregate in processing_event.aggregates.values():
             batch.aggregates[aggregate.id] = aggregate
             if isinstance(aggregate, Saga):
                 self._keep(aggregate)
+        return True
 
     def record(self, batch: ProcessingEvent[UUID], tracking: Tracking) -> None:
         """Record what :meth:`gather` gathered, with ``tracking``, atomically."""
@@ -716,6 +795,9 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
     def load_saga(self, saga_id_: UUID) -> Saga:
         """The saga ``saga_id_``, from memory if it is there; changes made to
         it must be recorded (or :meth:`forget_sagas` called)."""
+        claim: Claim | None = getattr(self._handling, "claim", None)
+        if claim is not None:
+            claim.check(saga_id_)
         saga = self._sagas.get(saga_id_)
         if saga is not None:
             self._sagas.move_to_end(saga_id_)
@@ -724,9 +806,14 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
         self._keep(loaded)
         return loaded
 
-    def forget_sagas(self) -> None:
-        """Read every saga again from the store when next needed."""
-        self._sagas.clear()
+    def forget_sagas(self, which: Callable[[UUID], bool] | None = None) -> None:
+        """Read every saga (or those whose id ``which`` is true of) again
+        from the store when next needed."""
+        if which is None:
+            self._sagas.clear()
+            return
+        for forgotten in [i for i in self._sagas if which(i)]:
+            del self._sagas[forgotten]
 
     def _keep(self, saga: Saga) -> None:
         self._sagas[saga.id] = saga
@@ -736,6 +823,9 @@ class ProcessManager(Application, EventSourcedProjection[UUID]):
 
     def start_saga(self, saga_type: type[S], key: object) -> S:
         """A new saga for ``key`` (its id is derived from the key)."""
+        claim: Claim | None = getattr(self._handling, "claim", None)
+        if claim is not None:
+            claim.check(saga_type.create_id(str(key)))
         return saga_type(key=str(key))
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
@@ -920,6 +1010,25 @@ class ProcessRunner:
     a round with nothing to do reads each upstream application once. The
     manager's events recorded in this process it takes from the manager's
     memory (:meth:`ProcessManager.events_after`), without reading them back.
+
+    Sagas across replicas: the runner handles only the sagas of the
+    partitions it owns (``ownership``; by default leased on PostgreSQL, every
+    partition otherwise: :func:`ordersys.partitions.ownership_for`), and
+    rebalances every :data:`~ordersys.partitions.REBALANCE_SECONDS`. Its
+    positions are kept per partition: the tracking record ``<source>#<p>``,
+    or ``<source>`` alone, which a runner owning every partition writes (one
+    record for them all, as before partitions) and which is where every
+    partition without a record of its own starts. A partition's sagas and
+    its position are recorded in one transaction. Following an upstream
+    application, the runner reads it once from the lowest of its
+    partitions' positions, and an event is handled only for a partition
+    that has not handled it yet (a :class:`Claim`). Only the partitions
+    that changed are written: the others' positions move on in memory, and
+    are written at the next rebalance (or release). A partition taken over
+    is read again from the store (its sagas, the manager's events, the
+    deadlines): another process wrote it meanwhile. A partition whose lease
+    is lost (checked before each write) is dropped, with what the runner
+    had gathered for it unwritten.
     """
 
     def __init__(
@@ -931,6 +1040,7 @@ class ProcessRunner:
         clock: Clock = utc_now,
         max_attempts: int = 5,
         batch_size: int = 100,
+        ownership: Ownership | None = None,
     ) -> None:
         self.manager = manager
         self.upstream = list(upstream)
@@ -948,7 +1058,21 @@ class ProcessRunner:
         self.on_finished: Callable[[str, float], None] | None = None
         """Called with a saga's final status and its duration in seconds."""
         self._indexed_position = 0
-        self._positions: dict[str, int] = {}
+        self.ownership = ownership
+        """The partitions this runner owns (made at the first round if None)."""
+        self._made_ownership = ownership is None
+        self._owned: frozenset[int] = frozenset()
+        self._rebalanced_at: float | None = None
+        self.takeovers = 0
+        """Partitions claimed after the first round (a dead or leaving
+        runner's, or ones released for this one)."""
+        self.commands_sent: CounterOf[str] = CounterOf()
+        """Commands sent (each send, resends too), by message type."""
+        # Positions by source and partition, and what of them is stored; the
+        # position of <source> alone (every partition's, where it has none).
+        self._positions: dict[tuple[str, int], int] = {}
+        self._stored: dict[tuple[str, int], int] = {}
+        self._shared: dict[str, int] = {}
         # The manager's recordings when the dispatcher and the index last
         # read everything there was (None: there may be more to read).
         self._dispatched_at: int | None = None
@@ -968,21 +1092,22 @@ class ProcessRunner:
         the rest of the round is done."""
         self._outage = None
         try:
+            self._rebalance()
             work = sum(self._follow(app) for app in self.upstream)
             work += self._dispatch_commands()
             work += self._fire_due_deadlines()
         except BaseException:
             # What a failed write left behind is unknown: read it all again.
-            self._positions.clear()
+            self._forget_positions()
             self._dispatched_at = self._indexed_at = None
             self.manager.forget_sagas()
             self.manager.forget_events()
             raise
         finally:
             # What both of its readers have read is not needed again.
-            read = min(
-                self._positions.get(self.manager.name, 0), self._indexed_position
-            )
+            name = self.manager.name
+            dispatched = (self._positions.get((name, p), 0) for p in self._owned)
+            read = min(min(dispatched, default=0), self._indexed_position)
             self.manager.forget_events(upto=read)
         if self._outage is not None:
             raise self._outage
@@ -993,17 +1118,145 @@ class ProcessRunner:
             if not self.run_once():
                 return
 
-    def _position(self, source: str) -> int:
-        position = self._positions.get(source)
+    @property
+    def partitions_owned(self) -> int:
+        """How many of the manager's partitions this runner owns."""
+        return len(self._owned)
+
+    @property
+    def owned(self) -> frozenset[int]:
+        """The partitions this runner owns."""
+        return self._owned
+
+    def _partitions(self) -> int:
+        return self._ownership().partitions
+
+    def _ownership(self) -> Ownership:
+        if self.ownership is None:
+            self.ownership = ownership_for(self.manager.settings, self.manager.name)
+        return self.ownership
+
+    def _rebalance(self) -> None:
+        """Claim or release partitions, every REBALANCE_SECONDS; a partition
+        gained or lost is forgotten here (read again when needed)."""
+        ownership = self._ownership()
+        now = time.monotonic()
+        last = self._rebalanced_at
+        if last is not None and now - last < REBALANCE_SECONDS:
+            return
+        self._rebalanced_at = now
+        self._check()
+        self._flush_positions()
+        change = ownership.rebalance(self._flush_positions)
+        for partition in change.lost | change.gained:
+            self._forget_partition(partition)
+        self._owned = ownership.owned
+        if change.gained:
+            if last is not None:
+                self.takeovers += len(change.gained)
+            logger.info(
+                "%s: owns partitions %s", self.manager.name, sorted(self._owned)
+            )
+            # Others wrote the manager's log meanwhile: read it again.
+            self._shared.clear()
+            self.manager.forget_events()
+            self._dispatched_at = self._indexed_at = None
+
+    def _check(self) -> frozenset[int]:
+        """The owned partitions still held (asked before each write); a lost
+        one is dropped at once."""
+        held = self._ownership().check()
+        if held != self._owned:
+            for partition in self._owned - held:
+                logger.warning("%s: lost partition %s", self.manager.name, partition)
+                self._forget_partition(partition)
+            self._owned = held
+        return held
+
+    def _forget_partition(self, partition: int) -> None:
+        for key in [k for k in self._positions if k[1] == partition]:
+            del self._positions[key]
+            self._stored.pop(key, None)
+        count = self._partitions()
+        self.manager.forget_sagas(lambda i: partition_of(i, count) == partition)
+
+    def _forget_positions(self) -> None:
+        self._positions.clear()
+        self._stored.clear()
+        self._shared.clear()
+
+    def _flush_positions(self, partition: int | None = None) -> None:
+        """Record the positions that moved on in memory only (of partitions
+        that had nothing to write), so that a runner taking a partition over
+        starts near where it stood."""
+        recorder = self.manager.recorder
+        for key, position in list(self._positions.items()):
+            if partition is not None and key[1] != partition:
+                continue
+            if position > self._stored.get(key, 0) and key[1] in self._owned:
+                recorder.insert_tracking(self._tracking(*key, position))
+                self._stored[key] = position
+
+    def _tracking(self, source: str, partition: int, position: int) -> Tracking:
+        """The tracking record of ``partition``'s position in ``source``: its
+        name says how many partitions there are, for a change of their
+        number starts every partition from the position of them all."""
+        return Tracking(f"{source}#{partition}/{self._partitions()}", position)
+
+    def _position(self, source: str, partition: int) -> int:
+        """How far ``partition`` has handled ``source``: its own record, or
+        the one of every partition if that is further (the only one before
+        partitions, and the one a runner owning them all writes)."""
+        key = (source, partition)
+        position = self._positions.get(key)
         if position is None:
-            position = self._positions[source] = (
+            own = (
+                self.manager.recorder.max_tracking_id(
+                    self._tracking(source, partition, 0).application_name
+                )
+                or 0
+            )
+            position = max(own, self._shared_position(source))
+            self._positions[key] = self._stored[key] = position
+        return position
+
+    def _shared_position(self, source: str) -> int:
+        position = self._shared.get(source)
+        if position is None:
+            position = self._shared[source] = (
                 self.manager.recorder.max_tracking_id(source) or 0
             )
         return position
 
-    def _tracked(self, tracking: Tracking) -> None:
-        """``tracking`` was recorded (with what the event caused, or alone)."""
-        self._positions[tracking.application_name] = tracking.notification_id
+    def _advance(self, source: str, partitions: frozenset[int], position: int) -> None:
+        """``partitions`` have handled ``source`` up to ``position``."""
+        for partition in partitions:
+            if self._position(source, partition) < position:
+                self._positions[source, partition] = position
+
+    def _recorded(self, source: str, partitions: frozenset[int], position: int) -> None:
+        """``partitions``' position in ``source`` was recorded (for all of
+        them, a partition ahead of it stays ahead: it has its own record)."""
+        for partition in partitions:
+            key = (source, partition)
+            self._positions[key] = max(self._positions.get(key, 0), position)
+            self._stored[key] = max(self._stored.get(key, 0), position)
+
+    def _split(
+        self, originators: Sequence[UUID], held: frozenset[int]
+    ) -> tuple[dict[int, list[int]], set[UUID]]:
+        """The indexes of ``originators`` by partition, for the held ones;
+        the ids of the others."""
+        count = self._partitions()
+        parts: dict[int, list[int]] = {}
+        dropped: set[UUID] = set()
+        for index, originator in enumerate(originators):
+            partition = partition_of(originator, count)
+            if partition in held:
+                parts.setdefault(partition, []).append(index)
+            else:
+                dropped.add(originator)
+        return parts, dropped
 
     def _follow(self, app: Application) -> int:
         """Apply the policy to a batch of ``app``'s events, then record what
@@ -1020,53 +1273,85 @@ class ProcessRunner:
             return self._follow_batch(app, one_by_one=True)
 
     def _follow_batch(self, app: Application, *, one_by_one: bool) -> int:
+        owned = self._owned
+        if not owned:
+            return 0
+        count = self._partitions()
+        positions = {p: self._position(app.name, p) for p in owned}
         notifications = app.recorder.select_notifications(
-            start=self._position(app.name),
+            start=min(positions.values()),
             limit=self.batch_size,
             inclusive_of_start=False,
         )
         batch = Handling()
-        done: Tracking | None = None
+        done: int | None = None
         for notification in notifications:
-            tracking = Tracking(app.name, notification.id)
+            allowed = frozenset(
+                p for p, at in positions.items() if at < notification.id
+            )
+            # Every partition, none ahead: as a runner of its own would.
+            claim = None if len(allowed) == count else Claim(count, allowed)
             try:
-                self._process(app, notification, batch)
+                if allowed:
+                    self._process(app, notification, batch, claim)
                 if one_by_one:
-                    self._record_batch(batch, tracking)
+                    self._record_batch(app.name, batch, notification.id)
                     batch = Handling()
             except Exception as e:
-                self._record_batch(batch, done)
+                self._record_batch(app.name, batch, done)
                 batch, done = Handling(), None
                 # The failed policy may have changed sagas it did not record.
                 self.manager.forget_sagas()
-                if not self._failed(tracking, e):
+                if not self._failed(app.name, notification.id, e, claim):
                     return len(notifications)
                 continue
             self._attempts.pop((app.name, notification.id), None)
-            done = tracking
-        self._record_batch(batch, done)
+            done = notification.id
+        self._record_batch(app.name, batch, done)
         return len(notifications)
 
-    def _record_batch(self, batch: Handling, done: Tracking | None) -> None:
+    def _record_batch(self, source: str, batch: Handling, done: int | None) -> None:
         """Record ``batch`` with the position ``done``; an event that changes
         nothing records nothing of its own, and a batch of only those records
         the position reached (after a crash those events are seen again, and
-        again change nothing)."""
-        if done is None or done.notification_id <= self._position(
-            done.application_name
-        ):
+        again change nothing). Owning some partitions only, the runner
+        records each partition's changes with its own position, and only
+        those that changed (the others move on in memory)."""
+        if done is None:
             return
-        if batch.events:
-            self.manager.record(batch, done)
-        else:
-            self.manager.recorder.insert_tracking(done)
-        self._tracked(done)
+        owned = self._owned
+        if all(self._position(source, p) >= done for p in owned):
+            return
+        held = self._check()
+        if len(held) == self._partitions():
+            tracking = Tracking(source, done)
+            if batch.events:
+                self.manager.record(batch, tracking)
+            else:
+                self.manager.recorder.insert_tracking(tracking)
+            self._recorded(source, held, done)
+            return
+        events = batch.events
+        parts, dropped = self._split([e.originator_id for e in events], held)
+        if dropped:  # a lost partition's changes are not written
+            self.manager.forget_sagas(dropped.__contains__)
+        for partition, indexes in parts.items():
+            part = Handling()
+            part.events.extend(events[i] for i in indexes)
+            for i in indexes:
+                saga = batch.aggregates.get(events[i].originator_id)
+                if saga is not None:
+                    part.aggregates[saga.id] = saga
+            self.manager.record(part, self._tracking(source, partition, done))
+            self._recorded(source, frozenset([partition]), done)
+        self._advance(source, held, done)
 
     def _process(
         self,
         app: Application,
         notification: Notification,
         batch: Handling,
+        claim: Claim | None = None,
     ) -> None:
         domain_event = app.mapper.to_domain_event(notification)
         # In the trace of the request that wrote the event, wherever it ran.
@@ -1074,42 +1359,69 @@ class ProcessRunner:
             f"{self.manager.name} on {type(domain_event).__name__}",
             carrier_of(domain_event),
         ):
-            self.manager.gather(domain_event, batch)
+            self.manager.gather(domain_event, batch, claim)
 
-    def _failed(self, tracking: Tracking, error: Exception) -> bool:
-        """Count a failure of the upstream event at ``tracking``; after
+    def _failed(
+        self, source: str, position: int, error: Exception, claim: Claim | None
+    ) -> bool:
+        """Count a failure of the upstream event at ``position``; after
         ``max_attempts``, park it: True then. An outage is not the event's
-        fault: it is raised, for the round to wait for the server."""
+        fault: it is raised, for the round to wait for the server. Owning
+        some partitions only, the runner parks an event in its saga's
+        partition, or, when it failed before reaching a saga, in a partition
+        its position decides; an event another runner parks is skipped."""
         if server_of(error) is not None:
             raise error
-        key = (tracking.application_name, tracking.notification_id)
+        key = (source, position)
         attempts = self._attempts.get(key, 0) + 1
         self._attempts[key] = attempts
         if attempts < self.max_attempts:
             logger.warning("%s at %s failed (attempt %s): %r", *key, attempts, error)
             return False
-        logger.error("%s at %s parked after %s attempts: %r", *key, attempts, error)
-        self.manager.park(tracking, error)
-        self._tracked(tracking)
         self._attempts.pop(key, None)
+        held = self._check()
+        count = self._partitions()
+        if len(held) == count:
+            logger.error("%s at %s parked after %s attempts: %r", *key, attempts, error)
+            self.manager.park(Tracking(source, position), error)
+            self._recorded(source, held, position)
+            return True
+        home = claim.partition if claim is not None else None
+        if home is None:
+            home = partition_of(Parked.create_id(source, position), count)
+        if home in held and self._position(source, home) < position:
+            logger.error("%s at %s parked after %s attempts: %r", *key, attempts, error)
+            self.manager.park(self._tracking(source, home, position), error)
+            self._recorded(source, frozenset([home]), position)
+        self._advance(source, held, position)
         return True
 
     def _dispatch_commands(self) -> int:
         """Send the commands of a batch of the manager's events, then record
-        every reply with the batch's position in one transaction. Only the
-        batch up to the first event with a command that must be tried again
-        is recorded; the commands after it, and the other commands of that
-        event, are sent again later, which receivers take as they take any
-        resend (idempotently)."""
+        every reply with the batch's position in one transaction (one for
+        each partition, owning some only). Only the batch up to the first
+        event with a command that must be tried again is recorded; the
+        commands after it, and the other commands of that event, are sent
+        again later, which receivers take as they take any resend
+        (idempotently). Events of partitions the runner does not own, or
+        that it handled already, are passed over."""
         manager = self.manager
         recordings = manager.recordings
         if self._dispatched_at == recordings:
             return 0  # nothing recorded since everything there was was answered
+        owned = self._owned
+        if not owned:
+            return 0
+        count = self._partitions()
+        positions = {p: self._position(manager.name, p) for p in owned}
         events, complete = manager.events_after(
-            self._position(manager.name), self.batch_size
+            min(positions.values()), self.batch_size
         )
         commands: dict[int, list[Saga.CommandIssued]] = {}
         for position, domain_event in events:
+            partition = partition_of(domain_event.originator_id, count)
+            if positions.get(partition, position) >= position:
+                continue  # another runner's, or answered already
             issued = commands_in(domain_event)
             if issued:
                 commands[position] = issued
@@ -1120,14 +1432,29 @@ class ProcessRunner:
                 break
             done.append(position)
         if done:
-            tracking = Tracking(manager.name, done[-1])
-            manager.record_replies(
-                [reply for p in done for reply in replies.get(p, ())], tracking
+            self._record_replies(
+                [reply for p in done for reply in replies.get(p, ())], done[-1]
             )
-            self._tracked(tracking)
         caught_up = complete and len(done) == len(events)
         self._dispatched_at = recordings if caught_up else None
         return len(events)
+
+    def _record_replies(self, replies: list[Reply], position: int) -> None:
+        manager = self.manager
+        held = self._check()
+        if len(held) == self._partitions():
+            manager.record_replies(replies, Tracking(manager.name, position))
+            self._recorded(manager.name, held, position)
+            return
+        sagas = [reply.command.originator_id for reply in replies]
+        parts, dropped = self._split(sagas, held)
+        if dropped:  # a lost partition's replies: its new owner sends again
+            manager.forget_sagas(dropped.__contains__)
+        for partition, indexes in parts.items():
+            tracking = self._tracking(manager.name, partition, position)
+            manager.record_replies([replies[i] for i in indexes], tracking)
+            self._recorded(manager.name, frozenset([partition]), position)
+        self._advance(manager.name, held, position)
 
     def _send_all(
         self, commands: dict[int, list[Saga.CommandIssued]]
@@ -1150,6 +1477,7 @@ class ProcessRunner:
         for wave in waves:
             ready = [(p, i) for p, i in wave if i[0].originator_id not in stalled]
             sending = [c for _, i in ready for c in i]
+            self.commands_sent.update(c.message_type for c in sending)
             batch = [(c.message_type, c.payload, c.command_id) for c in sending]
             traces = [self._trace_of_sending(c) for c in sending]
             outcomes = iter(send_batch(self.sender, batch, traces))
@@ -1279,19 +1607,35 @@ class ProcessRunner:
         }
 
     def overdue(self, grace: timedelta = timedelta(seconds=5)) -> int:
-        """Deadlines due more than ``grace`` ago and not fired: stuck sagas."""
+        """Deadlines due more than ``grace`` ago and not fired: stuck sagas
+        (of the partitions owned: another runner's are its own to fire, and
+        this runner may not have read their latest events)."""
         limit = self.clock() - grace
-        return sum(due < limit for due in self.deadlines().values())
+        count, owned = self._partitions(), self._owned
+        return sum(
+            due < limit and partition_of(saga_id_, count) in owned
+            for (saga_id_, _), due in self.deadlines().items()
+        )
 
     def _fire_due_deadlines(self) -> int:
+        """Fire the due deadlines of the sagas of the partitions owned (the
+        index knows every saga's)."""
         self._index_deadlines()
         now = self.clock()
         fired = 0
-        due_now = [(due, key) for key, due in self.deadlines().items() if due <= now]
+        count = self._partitions()
+        due_now = [
+            (due, key)
+            for key, due in self.deadlines().items()
+            if due <= now and partition_of(key[0], count) in self._owned
+        ]
         for _, (saga_id_, name) in sorted(due_now):
             try:
                 saga = self.manager.load_saga(saga_id_)
                 if saga.fire_deadline(name, now):
+                    if partition_of(saga_id_, count) not in self._check():
+                        self.manager.forget_sagas(saga_id_.__eq__)
+                        continue  # lost meanwhile: its new owner fires it
                     self.manager.write(saga)
                     fired += 1
             except Conflict:
@@ -1314,6 +1658,24 @@ class ProcessRunner:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.close()
+
+    def close(self) -> None:
+        """Record the positions kept in memory, and release the partitions
+        (the other runners take them over at their next rebalance)."""
+        ownership = self.ownership
+        if ownership is None:
+            return
+        try:
+            self._flush_positions()
+        except Exception:
+            logger.exception("%s: positions not recorded", self.manager.name)
+        ownership.close()
+        self._owned = frozenset()
+        self._rebalanced_at = None
+        self._forget_positions()
+        if self._made_ownership:
+            self.ownership = None
 
     def __enter__(self) -> ProcessRunner:
         self.start()

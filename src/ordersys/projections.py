@@ -18,6 +18,14 @@ applied once with them read as absent, and again once they are fetched
 A rebuild keeps every document in memory, as the projection's whole state,
 and writes the new generation in bulk at the end.
 
+With the read model in PostgreSQL, a runner's thread applies events only while
+it holds the lease ``projection:<name>`` (:mod:`ordersys.leases`), so that of
+the replicas of a service one applies and the others wait, claiming the lease
+every ``claim_interval`` seconds; one that takes over reads its position and
+documents from the store again. The other replicas still answer reads,
+waits for a position included: :meth:`ProjectionRunner.wait` reads the
+position from the store.
+
 Projections are for state, not side effects: a rebuild replays every event,
 so sending mail or publishing from ``apply`` would repeat them.
 """
@@ -38,6 +46,7 @@ from eventsourcing.projection import Projection as _Projection
 from ordersys.application import Application
 from ordersys.cache import ReadModelCache
 from ordersys.errors import InfrastructureUnavailable, InvalidInput
+from ordersys.leases import Holding, Leases
 from ordersys.milestones import Milestones
 from ordersys.outages import Outages
 from ordersys.readmodels.store import (
@@ -144,7 +153,12 @@ class ProjectionRunner(Generic[P]):
     ``run_once()`` applies one batch and is what tests call; ``start()`` runs
     batches in a thread until ``stop()``. Failures are logged and retried with
     backoff, never skipped: a stuck projection shows as a growing :meth:`lag`.
+    The thread applies while it holds the projection's lease, claimed with
+    ``leases`` (by default, with PostgreSQL, leases of its own).
     """
+
+    claim_interval = 1.0
+    """Seconds between two claims of the lease by a runner that does not hold it."""
 
     documents_kept = 50_000
     """Documents kept in memory between batches (JSON text, most recent)."""
@@ -159,6 +173,7 @@ class ProjectionRunner(Generic[P]):
         *,
         store: ReadModelStore | None = None,
         cache: ReadModelCache | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.application = application
         self.projection_class = projection_class
@@ -187,6 +202,11 @@ class ProjectionRunner(Generic[P]):
         self._memory: dict[Key, bytes | None] = {}
         self._at: int | None = None
         """The live tracking position ``_memory`` is true at (None: unknown)."""
+        self.leases = leases
+        self._own_leases = False
+        self._holding = Holding(leases, f"projection:{projection_class.name}")
+        self._follow_generation = False
+        """Set on a takeover: another replica may have rebuilt meanwhile."""
 
     @property
     def namespace(self) -> str:
@@ -232,6 +252,8 @@ class ProjectionRunner(Generic[P]):
             pass
 
     def _run_batch(self) -> int:
+        if self._follow_generation:
+            self._go_live()
         app = self.application
         view = self.projection.view
         if self._at is None:
@@ -262,6 +284,16 @@ class ProjectionRunner(Generic[P]):
         self.milestones.reached(last)
         self._write_through(changes, last)
         return len(notifications)
+
+    def _go_live(self) -> None:
+        """Continue on the generation that is live now, from its position."""
+        generation = self.store.live_generation()
+        if generation != self.generation:
+            logger.info("%s: generation %s is live", self.namespace, generation)
+            self.generation = generation
+            self.projection = self.projection_class(self.store.view(generation))
+        self._at = None
+        self._follow_generation = False
 
     def _apply_with_documents(self, events: Sequence[Any]) -> Documents:
         """Apply ``events`` with every document they read, fetching those not
@@ -369,8 +401,15 @@ class ProjectionRunner(Generic[P]):
             self._cache_dirty = True
 
     def start(self) -> None:
-        """Run batches in a daemon thread until :meth:`stop`."""
+        """Run batches in a daemon thread until :meth:`stop`, while the
+        projection's lease is held."""
         self._stopping.clear()
+        if self.leases is None and self.application.settings.persistence == "postgres":
+            self.leases = Leases(
+                self.application.settings, f"projection {self.namespace}"
+            )
+            self._own_leases = True
+            self._holding.leases = self.leases
         self._thread = threading.Thread(
             target=self._loop, name=f"projection-{self.namespace}", daemon=True
         )
@@ -381,6 +420,9 @@ class ProjectionRunner(Generic[P]):
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self._holding.release()
+        if self._own_leases and self.leases is not None:
+            self.leases.close()
 
     def __enter__(self) -> ProjectionRunner[P]:
         self.start()
@@ -390,8 +432,22 @@ class ProjectionRunner(Generic[P]):
         self.stop()
 
     def _loop(self) -> None:
+        while not self._stopping.is_set():
+            if not self._holding.claim():
+                self._stopping.wait(self.claim_interval)
+                continue
+            # Another replica may have applied events, or rebuilt, meanwhile.
+            with self._lock:
+                self._at = None
+                self._follow_generation = True
+            self._apply_while_held()
+
+    def _apply_while_held(self) -> None:
         backoff = self.poll_interval
         while not self._stopping.is_set():
+            if not self._holding.still_held():
+                logger.warning("%s: lease lost; claiming it again", self.namespace)
+                return
             if self.paused:
                 self._stopping.wait(self.poll_interval)
                 continue

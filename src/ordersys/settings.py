@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     redis_url: str = "redis://127.0.0.1:6379/0"
     rpc_timeout: float = Field(5.0, gt=0)
+    request_concurrency: int = Field(
+        8,
+        ge=1,
+        description="Queries a service answers at once, each on a thread of its "
+        "pool; its commands are answered one at a time, in order.",
+    )
     snapshot_intervals: dict[str, int] = Field(
         default_factory=dict,
         description='Snapshot every N events, per aggregate class name: {"Order": 50}.',
@@ -89,6 +95,9 @@ class Settings(BaseSettings):
     )
     projection_poll_interval: float = Field(
         0.02, gt=0, description="Seconds a caught-up projection waits between polls."
+    )
+    saga_partitions: int = Field(
+        16, ge=1, description="Partitions a process manager's sagas are shared in."
     )
     cache_prefix: str = Field("ordersys", description="Prefix of read-model keys.")
     messaging_prefix: str = Field(

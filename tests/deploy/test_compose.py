@@ -307,3 +307,66 @@ def test_the_image_gets_every_package_the_code_imports() -> None:
                 if module not in provided:
                     missing.add(f"{module} ({path.relative_to(ROOT)})")
     assert sorted(missing) == []
+
+
+PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
+
+
+def scalable() -> list[str]:
+    """The services `--scale` can run several of: all but the gateway, which
+    publishes the one host port of the API."""
+    return [name for name in SERVICES if name != "gateway"]
+
+
+def test_every_service_but_the_gateway_scales() -> None:
+    """`docker compose up --scale orders=2` needs containers that Compose
+    names itself and that bind no host port: two would clash on either."""
+    defined = services()
+    for name in scalable():
+        assert "container_name" not in defined[name], name
+        assert "ports" not in defined[name], name  # /metrics inside the network only
+        assert "hostname" not in defined[name], name
+    assert "container_name" not in defined["gateway"]
+    # The gateway keeps its one published port (docs/operations.md says how
+    # to run more behind a load balancer).
+    assert defined["gateway"]["ports"] == ["${GATEWAY_PORT:-8000}:8000"]
+
+
+def test_compose_resolves_no_fixed_name_for_any_service() -> None:
+    result = subprocess.run(
+        [*compose_command(), "-f", str(COMPOSE), "config"],
+        cwd=DEPLOY,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]
+    assert [n for n in SERVICES if "container_name" in resolved[n]] == []
+    assert [n for n in scalable() if resolved[n].get("ports")] == []
+
+
+def metrics_port_in_container(name: str) -> int:
+    """Where a container of ``name`` serves /metrics: the gateway on its HTTP
+    port, every other service on ORDERSYS_METRICS_PORT."""
+    env = services()[name]["environment"]
+    if name == "gateway":
+        return int(env["ORDERSYS_GATEWAY_PORT"])
+    return int(env["ORDERSYS_METRICS_PORT"])
+
+
+def test_prometheus_finds_every_replica_of_every_service_by_dns() -> None:
+    """One job per service, its targets every address Docker's DNS gives for
+    the compose service's name (one per container), on the port the compose
+    file gives /metrics: a replica started by --scale is scraped too."""
+    config = yaml.safe_load(PROMETHEUS.read_text(encoding="utf-8"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(SERVICES) <= set(jobs)
+    for name in SERVICES:
+        job = jobs[name]
+        assert "static_configs" not in job, name  # a fixed target is one replica
+        (dns,) = job["dns_sd_configs"]
+        assert dns["names"] == [name], name
+        assert dns["type"] == "A", name
+        assert dns["port"] == metrics_port_in_container(name), name
+        assert name in services(), f"{name} is a compose service"

@@ -53,6 +53,11 @@ FAMILIES: dict[str, tuple[str, set[str]]] = {
     "ordersys_sagas": ("gauge", {"process", "status"}),
     "ordersys_saga_seconds": ("histogram", {"process", "status"}),
     "ordersys_saga_deadlines_overdue": ("gauge", {"process"}),
+    "ordersys_saga_partitions_owned": ("gauge", {"process"}),
+    "ordersys_saga_takeovers": ("counter", {"process"}),
+    "ordersys_commands_sent": ("counter", {"process", "type"}),
+    "ordersys_leases_held": ("gauge", {"worker"}),
+    "ordersys_takeovers": ("counter", {"worker"}),
     # the gateway
     "ordersys_http_requests": ("counter", {"route", "method", "status"}),
     "ordersys_http_request_seconds": ("histogram", {"route", "method"}),

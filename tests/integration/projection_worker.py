@@ -1,11 +1,16 @@
-"""A projection process for the crash test: counts how often each event is applied.
+"""A projection process for the crash and replica tests: counts how often each
+event is applied, and by which process.
 
 Run as ``python -m tests.integration.projection_worker <schema>``; it applies
 events slowly, in batches, until none is left, and can be killed at any moment.
+With a second argument, ``replica``, it runs the runner's thread as a replica
+of a service does, until it is killed, and prints ``active`` once its runner
+holds the lease.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -25,10 +30,11 @@ class AppliedCounts(Projection):
         time.sleep(SLOW_APPLY_SECONDS)
         key = f"{domain_event.originator_id}:{domain_event.originator_version}"
         seen = docs.get("applied", key)
-        docs.put("applied", key, {"times": (seen or {"times": 0})["times"] + 1})
+        times = (seen or {"times": 0})["times"] + 1
+        docs.put("applied", key, {"times": times, "by": os.getpid()})
 
 
-def main(schema: str) -> None:
+def main(schema: str, mode: str = "") -> None:
     settings = load_settings(
         {
             "postgres_dbname": "ordersys_test",
@@ -38,9 +44,16 @@ def main(schema: str) -> None:
     )
     runner = ProjectionRunner(AppliedCounts, Bank(settings))
     print("started", flush=True)
+    if mode == "replica":
+        runner.start()
+        while not (runner.leases and runner.leases.holding):
+            time.sleep(0.02)
+        print("active", flush=True)
+        time.sleep(600)
+        return
     runner.catch_up()
     print("caught up", flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

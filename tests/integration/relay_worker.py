@@ -1,9 +1,15 @@
-"""A relay process for the crash test: ``python -m tests.integration.relay_worker
-<schema> <prefix>`` relays the example bank's events until none is left."""
+"""A relay process for the crash and replica tests.
+
+``python -m tests.integration.relay_worker <schema> <prefix>`` relays the
+example bank's events until none is left. With a third argument, ``replica``,
+it runs the relay's thread as a replica of a service does, until it is killed,
+and prints ``active`` once its relay holds the lease.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 
 from ordersys.messaging.publisher import ConfirmedPublisher
 from ordersys.messaging.relay import Relay
@@ -12,7 +18,14 @@ from tests.integration.test_messaging_rabbitmq import INTEGRATION_EVENTS, URL
 from tests.unit.accounts import Bank
 
 
-def main(schema: str, prefix: str) -> None:
+def report_when_active(relay: Relay) -> None:
+    """Print ``active`` once the relay holds its lease."""
+    while not (relay.leases and relay.leases.holding):
+        time.sleep(0.02)
+    print("active", flush=True)
+
+
+def main(schema: str, prefix: str, mode: str = "") -> None:
     settings = load_settings(
         {"postgres_dbname": "ordersys_test", "postgres_schema": schema}
     )
@@ -23,6 +36,12 @@ def main(schema: str, prefix: str) -> None:
         integration_events=INTEGRATION_EVENTS,
         batch_size=50,
     )
+    if mode == "replica":
+        relay.start()
+        print("started", flush=True)
+        report_when_active(relay)
+        time.sleep(600)
+        return
     print("started", flush=True)
     while relay.run_once():
         pass
@@ -30,4 +49,4 @@ def main(schema: str, prefix: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

@@ -5,6 +5,8 @@ not come is named in one line."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import queue
 import re
@@ -17,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -318,3 +321,130 @@ def test_rabbitmq_down_for_the_first_20_s_then_up_lets_every_service_start(
     assert sum(" ready, serving " in line for line in started) == len(SHOP.names)
     assert "Traceback" not in seen
     assert up.returncode == 0
+
+
+REPLICATED = {"orders": 2, "catalog": 2, "gateway": 2}
+STRIDE = 10  # replica n of a service: its first replica's metrics port + 10 (n - 1)
+
+
+def free_ports_from(count: int) -> int:
+    """A first port from which ``count`` ports are free (for now)."""
+    while True:
+        first = free_port()
+        if first + count > 65535:
+            continue
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+
+
+def json_lines(output: str) -> list[dict[str, Any]]:
+    """The log lines among ``output`` (JSON, since it is not a terminal)."""
+    found = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                found.append(json.loads(line))
+    return found
+
+
+def metrics_answer(port: int) -> bool:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and "process_cpu_seconds_total" in response.text
+
+
+def a_token_from_one_gateway_works_on_the_other(apis: list[str]) -> bool:
+    """Register and log in on the first gateway, ask the second who that is."""
+    email = f"replica-{uuid.uuid4().hex[:8]}@example.com"
+    password = "correct horse battery"
+    with httpx.Client(base_url=apis[0], timeout=30) as first:
+        registered = first.post(
+            "/auth/register",
+            json={"email": email, "name": "Ann", "password": password},
+        )
+        assert registered.status_code == 201, registered.text
+        login = first.post("/auth/login", json={"email": email, "password": password})
+        assert login.status_code == 200, login.text
+    token = login.json()["access_token"]
+    me = httpx.get(
+        f"{apis[1]}/users/me",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    return me.status_code == 200 and me.json()["email"] == email
+
+
+@pytest.mark.timeout(900)  # ten processes start on a machine that may be busy
+def test_replicas_run_as_processes_of_their_own_and_share_the_orders(
+    start_up: Start,
+) -> None:
+    # Given a first metrics port with room for the second replicas (10 above)
+    first = free_ports_from(len(SHOP.names) + STRIDE)
+    places = {name: n for n, name in enumerate(SHOP.names)}
+    # When `ordersys up` runs two of orders, catalog and the gateway, and
+    # places five orders once they are ready
+    up = start_up(
+        "--replicas",
+        ",".join(f"{name}={n}" for name, n in REPLICATED.items()),
+        "--metrics-port",
+        str(first),
+        "--demo",
+        "5",
+    )
+    output = Output(up)
+    started = output.until("all services ready", within=600)
+    banner = output.until("Ctrl-C stops everything", within=30)
+    running = command_lines(alive_in_group(up.pid))
+    (api_line,) = [line for line in banner if line.startswith("API: ")]
+    apis = re.findall(r"http://[0-9.]+:\d+", api_line)
+    metrics = {  # in the order they start, as the banner names them
+        f"{name}#{n}": first + places[name] + STRIDE * (n - 1)
+        for name in ("catalog", "orders")
+        for n in (1, 2)
+    }
+    answering = {name: metrics_answer(port) for name, port in metrics.items()}
+    shared_key = a_token_from_one_gateway_works_on_the_other(apis)
+    demo = output.until("notifications sent to the customer", within=300)
+    os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C sends
+    took = exited_within(up.pid, STOP_WITHIN)
+    left = command_lines(alive_in_group(up.pid))
+    up.wait(timeout=30)
+    said = "".join(started + banner + demo + output.rest(within=10))
+    print(said)
+    print(f"every process exited {took} s after SIGINT")
+
+    # Then each replica is a process of its own, with a name of its own ...
+    for name, count in REPLICATED.items():
+        assert running.count(f"run {name}") == count, running
+        for n in range(1, count + 1):
+            assert f"[{name}#{n}] {name}#{n} ready, serving " in "".join(started)
+    for name in set(SHOP.names) - set(REPLICATED):
+        assert running.count(f"run {name}") == 1, running
+        assert f"[{name}] {name} ready, serving " in "".join(started)
+    logged_as = {log["service"] for log in json_lines(said) if "service" in log}
+    assert {"orders#1", "orders#2", "catalog#1", "catalog#2", "payments"} <= logged_as
+    assert started[-1] == (
+        "all services ready: notifications, analytics, users, catalog (2), "
+        "payments, orders (2), gateway (2)\n"
+    )
+    # ... its own metrics port, said in the banner, that answers ...
+    expected = ", ".join(f"{name} {port}" for name, port in metrics.items())
+    assert f"metrics of the replicas: {expected}\n" in banner
+    assert answering == dict.fromkeys(metrics, True)
+    # ... and the two gateways, on ports of their own, accept each other's tokens
+    assert len(set(apis)) == 2, banner
+    assert shared_key
+    # and the demo's orders all end, each told once
+    assert any(line.startswith("5 orders: ") for line in demo), demo
+    assert demo[-1].startswith("notifications sent to the customer: 5; analytics: ")
+    # and Ctrl-C stops every process in time
+    assert took is not None, f"still alive after {STOP_WITHIN} s: {left}"
+    assert up.returncode == 0
+    assert "Traceback" not in said

@@ -1,18 +1,27 @@
 """The bus-transport contract on the real RabbitMQ, batches of requests over
-it, and an unreachable broker."""
+it, an unreachable broker, and a service answering its queries concurrently."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from kombu.connection import Connection
 
-from ordersys import InfrastructureUnavailable, RequestTimeout
+from ordersys import (
+    Command,
+    CommandBus,
+    InfrastructureUnavailable,
+    Query,
+    QueryBus,
+    RequestTimeout,
+)
 from ordersys.messaging.dlq import DeadLetters
 from ordersys.processes import ProcessRunner
 from ordersys.settings import Settings
@@ -299,3 +308,207 @@ def test_a_batch_waiting_on_a_dropped_connection_is_unavailable_then_reconnects(
     assert len(outcomes) == 2, outcomes
     assert all(isinstance(o, InfrastructureUnavailable) for o in outcomes), outcomes
     assert recovered == [0, 1, 2]
+
+
+class SlowQuery(Query):
+    message_type = "reads.slow"
+    n: int
+
+
+class FastQuery(Query):
+    message_type = "reads.fast"
+    n: int
+
+
+class EchoQuery(Query):
+    message_type = "reads.echo"
+    n: int
+
+
+class LateQuery(Query):
+    message_type = "reads.late"
+    n: int
+
+
+class Write(Command):
+    message_type = "reads.write"
+    n: int
+
+
+class Reads:
+    """A service with a slow query (it blocks until released, 2 s at most:
+    a read waiting for its position), fast ones, and a command; each says
+    which thread answered it."""
+
+    def __init__(self) -> None:
+        self.commands, self.queries = CommandBus(), QueryBus()
+        self.slow_started, self.slow_finished = threading.Event(), threading.Event()
+        self.release = threading.Event()
+        self.queries.register(SlowQuery, self.slow)
+        self.queries.register(FastQuery, lambda q: ["fast", q.n, _thread()])
+        self.queries.register(EchoQuery, self.echo)
+        self.commands.register(Write, lambda c: ["write", c.n, _thread()])
+
+    def slow(self, query: SlowQuery) -> list[Any]:
+        self.slow_started.set()
+        self.release.wait(2.0)
+        self.slow_finished.set()
+        return ["slow", query.n, _thread()]
+
+    @staticmethod
+    def echo(query: EchoQuery) -> list[Any]:
+        time.sleep((query.n % 5) / 1000)  # replies come back out of order
+        return ["echo", query.n, _thread()]
+
+
+def _thread() -> str:
+    return threading.current_thread().name
+
+
+@pytest.fixture
+def reads(apart: tuple[KombuTransport, KombuTransport]) -> Reads:
+    server, _ = apart
+    service = Reads()
+    serve_bus(server, "reads", service.commands, service.queries)
+    return service
+
+
+def in_background(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    """``call`` run on a thread of its own; its outcome lands in the list."""
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(call()))
+    thread.start()
+    return thread, outcome
+
+
+def test_a_fast_query_is_answered_while_a_slow_one_runs(
+    apart: tuple[KombuTransport, KombuTransport], reads: Reads
+) -> None:
+    _, caller = apart
+    arrivals: list[str] = []
+
+    # Given a slow query running in a service
+    def slow() -> Any:
+        reply = caller.call("reads", Envelope.new("reads.slow", {"n": 1}), 10)
+        arrivals.append("slow")
+        return reply
+
+    thread, slow_reply = in_background(slow)
+    assert reads.slow_started.wait(10)
+
+    # When a fast query is sent to the same service
+    fast_reply = caller.call("reads", Envelope.new("reads.fast", {"n": 2}), 10)
+    arrivals.append("fast")
+    slow_still_running = not reads.slow_finished.is_set()
+    reads.release.set()
+    thread.join()
+
+    # Then the fast one's reply arrived while the slow one still ran, first
+    assert slow_still_running
+    assert arrivals == ["fast", "slow"]
+    assert fast_reply[:2] == ["fast", 2]
+    assert [reply[:2] for reply in slow_reply] == [["slow", 1]]
+    # (each on a thread of the service's pool)
+    assert fast_reply[2].startswith("reads-queries")
+    assert slow_reply[0][2].startswith("reads-queries")
+
+
+def test_a_command_is_answered_while_a_slow_query_runs(
+    apart: tuple[KombuTransport, KombuTransport], reads: Reads
+) -> None:
+    _, caller = apart
+
+    # Given a slow query running in a service
+    thread, _ = in_background(
+        lambda: caller.call("reads", Envelope.new("reads.slow", {"n": 1}), 10)
+    )
+    assert reads.slow_started.wait(10)
+
+    # When a command is sent to the same service
+    written = caller.call("reads", Envelope.new("reads.write", {"n": 3}), 10)
+    slow_still_running = not reads.slow_finished.is_set()
+    reads.release.set()
+    thread.join()
+
+    # Then it is answered while the query runs, on the consuming thread (in order)
+    assert slow_still_running
+    assert written == ["write", 3, "serve-reads"]
+
+
+def test_concurrent_replies_each_reach_their_own_request(
+    apart: tuple[KombuTransport, KombuTransport], reads: Reads
+) -> None:
+    _, caller = apart
+
+    # Given 50 queries of two kinds, answered concurrently, out of order
+    requests = [
+        ("reads", Envelope.new("reads.echo" if n % 2 else "reads.fast", {"n": n}))
+        for n in range(50)
+    ]
+
+    # When they are sent at once
+    outcomes = caller.call_many(requests, timeout=20)
+
+    # Then each is answered with its own payload
+    assert [outcome[:2] for outcome in outcomes] == [
+        ["echo" if n % 2 else "fast", n] for n in range(50)
+    ]
+    assert all(outcome[2].startswith("reads-queries") for outcome in outcomes)
+
+
+def test_a_stopping_service_answers_the_query_it_runs_without_a_traceback(
+    apart: tuple[KombuTransport, KombuTransport],
+    reads: Reads,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, caller = apart
+
+    # Given a slow query running in a service (nothing releases it: 2 s)
+    thread, reply = in_background(
+        lambda: caller.call("reads", Envelope.new("reads.slow", {"n": 1}), 10)
+    )
+    assert reads.slow_started.wait(10)
+
+    # When the service stops meanwhile
+    with caplog.at_level(logging.WARNING):
+        server.close()
+        finished_before_stopped = reads.slow_finished.is_set()
+        thread.join()
+
+    # Then it stopped once the query was done, answered, and nothing went wrong
+    assert finished_before_stopped
+    assert [r[:2] for r in reply] == [["slow", 1]]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_query_waiting_for_a_thread_past_its_callers_deadline_is_dropped(
+    prefix: str,
+) -> None:
+    # Given a service with one thread for queries, taken by a slow one
+    server, caller = (
+        KombuTransport(URL, prefix=prefix, request_concurrency=1),
+        KombuTransport(URL, prefix=prefix),
+    )
+    reads = Reads()
+    handled: list[int] = []
+    reads.queries.register(LateQuery, lambda q: handled.append(q.n))
+    serve_bus(server, "reads", reads.commands, reads.queries)
+    thread, _ = in_background(
+        lambda: caller.call("reads", Envelope.new("reads.slow", {"n": 1}), 10)
+    )
+    assert reads.slow_started.wait(10)
+
+    # When a query waits for that thread longer than its caller does
+    try:
+        with pytest.raises(RequestTimeout):
+            caller.call("reads", Envelope.new("reads.late", {"n": 2}), timeout=0.5)
+        reads.release.set()
+        thread.join()
+        again = caller.call("reads", Envelope.new("reads.late", {"n": 3}), 10)
+    finally:
+        caller.close()
+        server.close()
+
+    # Then it is dropped unanswered; the next one is answered
+    assert again is None
+    assert handled == [3]

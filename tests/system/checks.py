@@ -67,16 +67,25 @@ def check_agreement(
     for product, stock in initial_stock.items():
         expected = {"on_hand": stock - sold[product], "reserved": 0}
 
+        seen: list[dict[str, Any]] = []
+
         def settled(
-            product: str = product, expected: dict[str, int] = expected
+            product: str = product,
+            expected: dict[str, int] = expected,
+            seen: list[dict[str, Any]] = seen,
         ) -> dict[str, Any] | None:
             doc = system.call("catalog", "product.get", product_id=product)
             figures = {k: doc[k] for k in ("on_hand", "reserved")}
+            seen[:] = [figures]
             return doc if figures == expected else None
 
         # After a restart the saga resends what it had not recorded; the stock
         # settles once those replies are in, which a loaded machine may delay.
-        doc = eventually(settled, within=60)
+        try:
+            doc = eventually(settled, within=60)
+        except AssertionError:
+            msg = f"stock of {product}: {seen}, expected {expected}"
+            raise AssertionError(msg) from None
         assert doc["available"] == doc["on_hand"] >= 0
         assert stock_never_negative(settings, product)
 
@@ -95,11 +104,18 @@ def check_agreement(
     statuses = Counter(order["status"] for order in orders)
     revenue = sum(o["total_cents"] for o in orders if o["status"] == "CONFIRMED")
 
+    last: list[Any] = []
+
     def counted() -> dict[str, Any] | None:
         figures: dict[str, Any] = system.call("analytics", "analytics.get")
+        last[:] = [figures["orders_by_status"]]
         return figures if figures["orders_by_status"] == dict(statuses) else None
 
-    figures = eventually(counted, within=30)
+    try:
+        figures = eventually(counted, within=30)
+    except AssertionError:
+        msg = f"analytics counts {last}, the orders {dict(statuses)}"
+        raise AssertionError(msg) from None
     assert sum(d["revenue_cents"] for d in figures["revenue_per_day"]) == revenue
     assert figures["conversion"]["confirmed"] == statuses["CONFIRMED"]
     assert figures["conversion"]["submitted"] == len(orders)

@@ -72,7 +72,7 @@ class ServiceProcess:
         for line in self.process.stdout:
             self.log.write(f"[{self.label}] {line}")
             self.log.flush()
-            if line.startswith(f"{self.name} ready"):
+            if line.startswith((f"{self.label} ready", f"{self.name} ready")):
                 self.ready.set()
 
     def wait_ready(self, within: float = 60.0) -> None:
@@ -140,7 +140,8 @@ class System:
             elif metrics:
                 self.metrics_ports[name] = free_port()
                 env = {**env, "ORDERSYS_METRICS_PORT": str(self.metrics_ports[name])}
-            started.append(ServiceProcess(service, env, self.log, name))
+            replica = {"ORDERSYS_REPLICA": name.split("#")[1]} if "#" in name else {}
+            started.append(ServiceProcess(service, {**env, **replica}, self.log, name))
         for process in started:
             process.wait_ready()
             self.processes[process.label] = process

@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import OperationalError
 
 from ordersys import (
+    Aggregate,
+    Application,
     Command,
     CommandBus,
+    Conflict,
     HandlerNotFound,
     InvalidInput,
     NotFound,
     Query,
     QueryBus,
+    Written,
+    event,
     logging_middleware,
     timing_middleware,
 )
+from ordersys.application import VersionConflict
 from ordersys.bus import Next
+from ordersys.commands import CONFLICT_RETRIES
 from ordersys.errors import InfrastructureUnavailable
 from ordersys.messages import Message
 from ordersys.middleware import database_outage_middleware
+from ordersys.settings import Settings
 
 
 class OpenAccount(Command):
@@ -168,3 +177,114 @@ def test_a_lost_database_connection_is_an_outage_not_a_failure() -> None:
 
 class _Outage(Command):
     message_type = "test.outage"
+
+
+class Counter(Aggregate):
+    @event("Created")
+    def __init__(self) -> None:
+        self.count = 0
+
+    @event("Bumped")
+    def bump(self) -> None:
+        self.count += 1
+
+
+class Counters(Application):
+    aggregate_types = (Counter,)
+
+
+class Bump(Command):
+    message_type = "counter.bump"
+    counter_id: UUID
+
+
+def test_a_command_that_lost_a_race_runs_again_on_what_won(
+    memory_settings: Settings,
+) -> None:
+    # Given a counter that another writer bumps while the command's first
+    # attempt has it loaded (another request, or another replica)
+    counters = Counters(memory_settings)
+    counter = Counter()
+    counters.write(counter)
+    loaded: list[int] = []
+    bus = CommandBus()
+
+    @bus.handles(Bump)
+    def bump(command: Bump) -> Written:
+        mine = counters.get(Counter, command.counter_id)
+        loaded.append(mine.version)
+        if len(loaded) == 1:
+            theirs = counters.get(Counter, command.counter_id)
+            theirs.bump()
+            counters.write(theirs)
+        mine.bump()
+        return counters.write(mine)
+
+    # When the command is dispatched
+    written = bus.dispatch(Bump(counter_id=counter.id))
+
+    # Then its handler ran again on the other writer's version, and both bumps count
+    assert loaded == [1, 2]
+    assert written.version == 3
+    assert counters.get(Counter, counter.id).count == 2
+
+
+def test_a_command_that_keeps_losing_is_answered_with_the_conflict_once() -> None:
+    # Given a handler whose every save meets a newer version
+    attempts: list[int] = []
+    outcomes: list[str] = []
+    bus = CommandBus(
+        middleware=[timing_middleware(lambda m, s, outcome: outcomes.append(outcome))]
+    )
+
+    def always_stale(command: Bump) -> None:
+        attempts.append(len(attempts) + 1)
+        raise VersionConflict("the aggregate was changed by someone else")
+
+    bus.register(Bump, always_stale)
+
+    # When the command is dispatched
+    with pytest.raises(VersionConflict):
+        bus.dispatch(Bump(counter_id=UUID(int=1)))
+
+    # Then it ran a few times in all, and the middleware saw one conflict
+    assert len(attempts) == 1 + CONFLICT_RETRIES
+    assert outcomes == ["conflict"]
+
+
+def test_a_stale_expected_version_is_the_callers_conflict_not_retried() -> None:
+    # Given a handler that refuses the caller's expected version
+    attempts: list[Bump] = []
+    bus = CommandBus()
+
+    def stale(command: Bump) -> None:
+        attempts.append(command)
+        raise Conflict("Counter is at version 3, not 2")
+
+    bus.register(Bump, stale)
+
+    # When the command is dispatched
+    with pytest.raises(Conflict):
+        bus.dispatch(Bump(counter_id=UUID(int=1)))
+
+    # Then it ran once: running it again would not make the caller's version current
+    assert len(attempts) == 1
+
+
+def test_a_command_bus_can_be_told_not_to_retry() -> None:
+    # Given a bus without retries
+    attempts: list[Bump] = []
+    bus = CommandBus(conflict_retries=0)
+
+    def stale(command: Bump) -> None:
+        attempts.append(command)
+        raise VersionConflict("the aggregate was changed by someone else")
+
+    bus.register(Bump, stale)
+
+    # When a conflicting command is dispatched
+    with pytest.raises(VersionConflict):
+        bus.dispatch(Bump(counter_id=UUID(int=1)))
+
+    # Then its handler ran once
+    assert len(attempts) == 1

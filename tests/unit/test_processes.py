@@ -3,6 +3,7 @@ then these commands are sent and the saga is in this state."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -11,6 +12,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from ordersys import BusinessRuleViolation, InvalidInput, RequestTimeout, load_settings
+from ordersys.partitions import Change, fair_share, partition_of
 from ordersys.processes import Batch, BusSender, ProcessRunner, Saga, Traces
 from ordersys.settings import Settings
 from tests.unit.bookings import (
@@ -355,3 +357,107 @@ def test_a_saga_refuses_a_deadline_or_command_of_the_wrong_type(world: World) ->
         hold.reissue("seats.hold", cast(Any, ["not", "a", "dict"]))
 
     assert (hold.deadlines, hold.awaiting) == ({}, {})
+
+
+def test_a_sagas_partition_is_a_stable_hash_of_its_id_spread_over_all() -> None:
+    # Given saga ids; when their partitions are computed; then they are
+    # CRC-32 of the id's bytes (the same in every process), and cover all
+    uuid = UUID("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
+    assert (partition_of(uuid, 16), partition_of(uuid, 7)) == (15, 6)
+    ids = [Hold.create_id(str(n)) for n in range(1000)]
+    assert {partition_of(i, 16) for i in ids} == set(range(16))
+
+
+def test_a_runners_fair_share_is_the_partitions_over_the_live_runners_rounded_up() -> (
+    None
+):
+    shares = [fair_share(16, runners) for runners in (0, 1, 2, 3, 5, 16, 20)]
+
+    assert shares == [16, 16, 8, 6, 4, 1, 1]
+
+
+class Fixed:
+    """Partitions owned by a test, without leases."""
+
+    def __init__(self, owned: range) -> None:
+        self.partitions = 16
+        self.owned = frozenset(owned)
+
+    def rebalance(self, before_release: Callable[[int], None]) -> Change:
+        return Change()
+
+    def check(self) -> frozenset[int]:
+        return self.owned
+
+    def close(self) -> None:
+        """Nothing leased."""
+
+
+def test_runners_owning_half_the_partitions_each_share_the_sagas_from_the_old_position(
+    tmp_path: Path,
+) -> None:
+    # Given a store one runner of every partition wrote (one position for all)
+    settings = load_settings(
+        {"persistence": "sqlite", "sqlite_path": str(tmp_path / "events.db")}
+    )
+    before = World(settings)
+    first = before.book()
+    before.runner.run_until_idle()
+    halves = [World(settings), World(settings)]
+    for world, owned in zip(halves, (range(8), range(8, 16)), strict=True):
+        world.runner.ownership = Fixed(owned)
+
+    # When bookings are made and paid, and each half runs
+    made = [halves[0].book() for _ in range(40)]
+    for world in halves:
+        world.runner.run_until_idle()
+    for booking in made:
+        halves[1].pay(booking)
+    for world in halves:
+        world.runner.run_until_idle()
+
+    # Then each booking was held and confirmed once, by the owner of its
+    # saga's partition, and the first one was not held again
+    for world, owned in zip(halves, (range(8), range(8, 16)), strict=True):
+        mine = {
+            str(b.id)
+            for b in made
+            if partition_of(Hold.create_id(str(b.id)), 16) in owned
+        }
+        assert mine
+        assert sorted(world.seats.handled) == sorted(
+            [("hold", i) for i in mine] + [("confirm", i) for i in mine]
+        )
+    assert str(first.id) not in {b for w in halves for _, b in w.seats.handled}
+    assert {halves[0].hold(b).status for b in made} == {"completed"}
+
+
+def test_a_runner_taking_over_partitions_behind_its_own_resends_nothing_it_sent(
+    tmp_path: Path,
+) -> None:
+    # Given two halves, one of which ran further than the other
+    settings = load_settings(
+        {"persistence": "sqlite", "sqlite_path": str(tmp_path / "events.db")}
+    )
+    halves = [World(settings), World(settings)]
+    for world, owned in zip(halves, (range(8), range(8, 16)), strict=True):
+        world.runner.ownership = Fixed(owned)
+    early = [halves[0].book() for _ in range(20)]
+    for world in halves:
+        world.runner.run_until_idle()
+    late = [halves[0].book() for _ in range(20)]
+    halves[1].runner.run_until_idle()
+
+    # When one runner owns every partition and runs
+    whole = World(settings)
+    whole.runner.batch_size = 5  # batches that end behind the half ahead
+    whole.runner.run_until_idle()
+
+    # Then it held only the late bookings the lagging half had not held
+    behind = {
+        str(b.id) for b in late if partition_of(Hold.create_id(str(b.id)), 16) < 8
+    }
+    assert behind
+    assert sorted(whole.seats.handled) == sorted(("hold", i) for i in behind)
+    assert {whole.hold(b).awaiting == {} for b in early + late} == {True}
+    assert whole.expiry.parked() == []

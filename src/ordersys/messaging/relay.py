@@ -21,6 +21,15 @@ its checkpoint's only writer, so it reads the checkpoint once and then keeps
 its position itself: an idle relay's poll is one query for new events. While
 PostgreSQL or the broker is down the relay waits for it, with backoff, and goes
 on from the last position confirmed when it is back (:mod:`ordersys.outages`).
+
+A relay keeps its application's events in order, so it runs in one replica of
+a service at a time: its thread first holds the lease ``relay:<application>``
+(:mod:`ordersys.leases`; with events in PostgreSQL), and a replica that does
+not hold it retries the claim every ``claim_interval`` seconds and does nothing
+else. A relay that loses its lease (its connection to PostgreSQL) records what
+is confirmed and goes back to claiming; one that takes over reads the
+checkpoint again, as another replica moved it on meanwhile. While the lease
+changes hands the two may both publish for a moment: consumers deduplicate.
 """
 
 from __future__ import annotations
@@ -34,13 +43,19 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
+from eventsourcing.persistence import (
+    IntegrityError,
+    Notification,
+    Tracking,
+    TrackingRecorder,
+)
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteFactory, SQLiteTrackingRecorder
 from pydantic_core import to_jsonable_python
 
 from ordersys.application import Application
+from ordersys.leases import Holding, Leases
 from ordersys.messaging.contracts import VERSION_HEADER
 from ordersys.messaging.publisher import Outgoing, Publisher
 from ordersys.milestones import Milestones
@@ -101,7 +116,12 @@ class Relay:
     """Publishes ``app``'s integration events as ``service`` with confirms.
 
     ``private_fields`` (a password hash, say) are left out of every message.
+    ``leases`` are those the relay's lease is claimed with; by default, with
+    events in PostgreSQL, the relay opens its own when it starts.
     """
+
+    claim_interval = 1.0
+    """Seconds between two claims of the lease by a relay that does not hold it."""
 
     def __init__(
         self,
@@ -115,6 +135,7 @@ class Relay:
         record_interval: float = 0.25,
         checkpoint: TrackingRecorder | None = None,
         private_fields: Iterable[str] = (),
+        leases: Leases | None = None,
     ) -> None:
         self.app = app
         self.private_fields = frozenset(private_fields) | {TRACE_FIELD}
@@ -141,6 +162,9 @@ class Relay:
         """The servers (PostgreSQL, RabbitMQ) the relay is waiting for."""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self.leases = leases
+        self._own_leases = False
+        self._holding = Holding(leases, f"relay:{app.name}")
 
     def position(self) -> int:
         """The position recorded: every integration event up to it is confirmed."""
@@ -216,9 +240,20 @@ class Relay:
     def _record(self) -> None:
         confirmed = self._confirmed
         if self._recorded is not None and confirmed > self._recorded:
-            self.checkpoint.insert_tracking(Tracking(self.name, confirmed))
+            try:
+                self.checkpoint.insert_tracking(Tracking(self.name, confirmed))
+            except IntegrityError:
+                # The replica that took the lease over recorded further on.
+                logger.info("%s: checkpoint already past %s", self.name, confirmed)
+                self._forget_position()
+                return
             self._recorded = confirmed
             self._recorded_at = time.monotonic()
+
+    def _forget_position(self) -> None:
+        """Go on from the checkpoint: read again when the next batch is sent."""
+        self._recorded = self._sent_through = None
+        self._in_flight.clear()
 
     def _record_quietly(self) -> None:
         """Record what is confirmed, if PostgreSQL lets it: else it is
@@ -265,6 +300,10 @@ class Relay:
 
     def start(self, poll_interval: float = 0.02) -> None:
         self._stopping.clear()
+        if self.leases is None and isinstance(self.app.factory, PostgresFactory):
+            self.leases = Leases(self.app.settings, self.name)
+            self._own_leases = True
+            self._holding.leases = self.leases
         self._thread = threading.Thread(
             target=self._loop, args=(poll_interval,), name=self.name, daemon=True
         )
@@ -276,12 +315,21 @@ class Relay:
             self._thread.join(10)
             self._thread = None
         self.publisher.close()
+        self._holding.release()
+        if self._own_leases and self.leases is not None:
+            self.leases.close()
 
     def _loop(self, poll_interval: float) -> None:
-        try:
-            self._poll(poll_interval)
-        finally:
-            self._stop_recording()
+        while not self._stopping.is_set():
+            if not self._holding.claim():
+                self._stopping.wait(self.claim_interval)
+                continue
+            # Another replica may have relayed further while this one waited.
+            self._forget_position()
+            try:
+                self._poll(poll_interval)
+            finally:
+                self._stop_recording()
 
     def _stop_recording(self) -> None:
         """Record what the broker confirms in the next few seconds."""
@@ -298,8 +346,12 @@ class Relay:
         return self._run(record_when_idle=False)
 
     def _poll(self, poll_interval: float) -> None:
+        """Relay until the relay stops or loses its lease."""
         backoff = poll_interval
         while not self._stopping.is_set():
+            if not self._holding.still_held():
+                logger.warning("%s: lease lost; claiming it again", self.name)
+                return
             try:
                 published = self.outages.attempt(self._run_polled, self._stopping)
                 if published is None:

@@ -10,7 +10,9 @@
   consumers and process managers are doing (events appended, relay lag,
   queue and dead-letter depth, sagas by status, overdue deadlines, which
   server a worker waits for: ``ordersys_worker_waiting{worker, server}``
-  and ``ordersys_worker_outages_total``), also read at scrape time;
+  and ``ordersys_worker_outages_total``), and the leases its workers hold
+  (``ordersys_leases_held{worker}``, ``ordersys_takeovers_total{worker}``:
+  see :class:`~ordersys.leases.Leases`), also read at scrape time;
   :func:`service_registry` puts it all in one registry with the process's
   own figures;
 * :func:`serve_metrics` exposes a registry at ``http://<host>:<port>/metrics``
@@ -30,6 +32,7 @@ from ordersys.application import Application
 from ordersys.bus import Next
 from ordersys.commands import Command
 from ordersys.extras import loaded_class, needs
+from ordersys.leases import Leases
 from ordersys.messages import Message
 from ordersys.middleware import timing_middleware
 from ordersys.outages import Outages
@@ -146,6 +149,7 @@ class ServiceCollector(Collector):
         yield from self._consumers()
         yield from self._sagas()
         yield from self._outages()
+        yield from self._leases()
 
     def _relays(self) -> Iterator[GaugeMetricFamily]:
         lag = GaugeMetricFamily(
@@ -217,7 +221,29 @@ class ServiceCollector(Collector):
         yield waiting
         yield outages
 
-    def _sagas(self) -> Iterator[GaugeMetricFamily]:
+    def _leases(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        held = GaugeMetricFamily(
+            "ordersys_leases_held",
+            "Leases (single-active work, partitions) a worker holds in this replica.",
+            labels=["worker"],
+        )
+        takeovers = CounterMetricFamily(
+            "ordersys_takeovers",
+            "Leases a worker claimed after finding them held by another replica.",
+            labels=["worker"],
+        )
+        seen: dict[int, Leases] = {}
+        for worker in self.workers:
+            leases = getattr(worker, "leases", None)
+            if isinstance(leases, Leases):
+                seen.setdefault(id(leases), leases)  # workers may share one
+        for leases in seen.values():
+            held.add_metric([leases.worker], len(leases.holding))
+            takeovers.add_metric([leases.worker], leases.takeovers)
+        yield held
+        yield takeovers
+
+    def _sagas(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         sagas = GaugeMetricFamily(
             "ordersys_sagas",
             "Sagas of a process manager by status.",
@@ -228,13 +254,32 @@ class ServiceCollector(Collector):
             "Saga deadlines due more than 5 s ago and not fired (stuck sagas).",
             labels=["process"],
         )
+        owned = GaugeMetricFamily(
+            "ordersys_saga_partitions_owned",
+            "Saga partitions this replica's process manager runs.",
+            labels=["process"],
+        )
+        takeovers = CounterMetricFamily(
+            "ordersys_saga_takeovers",
+            "Saga partitions claimed after the first round (from a replica "
+            "that died, stopped or shared them).",
+            labels=["process"],
+        )
+        sent = CounterMetricFamily(
+            "ordersys_commands_sent",
+            "Commands the process manager's sagas sent, by type (resends too).",
+            labels=["process", "type"],
+        )
         for runner in self._of(ProcessRunner):
             name = runner.manager.name
             for status in ("running", "completed", "failed"):
                 sagas.add_metric([name, status], runner.sagas[status])
             overdue.add_metric([name], runner.overdue())
-        yield sagas
-        yield overdue
+            owned.add_metric([name], runner.partitions_owned)
+            takeovers.add_metric([name], runner.takeovers)
+            for kind, count in sorted(runner.commands_sent.items()):
+                sent.add_metric([name, kind], count)
+        yield from (sagas, overdue, owned, takeovers, sent)
 
 
 def service_registry(

@@ -54,7 +54,7 @@ def open_transport() -> Transport:
     from ordersys.transport.rabbitmq import KombuTransport
 
     settings = load_shop_settings()
-    return KombuTransport(settings.rabbitmq_url, prefix=settings.messaging_prefix)
+    return KombuTransport.from_settings(settings)
 
 
 @app.command()

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -27,6 +28,7 @@ from ordersys.errors import InfrastructureUnavailable, InvalidInput, OrdersysErr
 from ordersys.messaging import cli as dlq
 from ordersys.observability.logs import configure_logging
 from ordersys.observability.tracing import configure_tracing, shutdown_tracing
+from ordersys.replicas import Replica, parse_replicas, replica_name
 from ordersys.service import Service
 from ordersys.settings import address_of
 from ordersys.shop import admin_command, projections_command
@@ -49,6 +51,8 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(admin_command.app, name="admin")
 app.add_typer(projections_command.app, name="projections")
 app.command()(teardown)
+
+GATEWAY = "gateway"
 
 
 def _version(value: bool) -> None:
@@ -114,7 +118,7 @@ def _start_service(name: str, settings: ShopSettings) -> Service:
 
     for server in servers_needed(settings):
         server.check()
-    transport = KombuTransport(settings.rabbitmq_url, prefix=settings.messaging_prefix)
+    transport = KombuTransport.from_settings(settings)
     try:
         service = SHOP.service(name, settings, transport)
     except BaseException as e:
@@ -147,10 +151,12 @@ def _named(error: BaseException, settings: ShopSettings) -> BaseException:
     return error
 
 
-def ready_line(service: Service) -> str:
-    """What a started service says; the gateway adds where it listens (the port
-    it was given, when ORDERSYS_GATEWAY_PORT is 0)."""
-    line = f"{service.name} ready, serving {len(service.handled())} message types"
+def ready_line(service: Service, name: str | None = None) -> str:
+    """What a started service says, as ``name`` (a replica's, ``orders#2``);
+    the gateway adds where it listens (the port it was given, when
+    ORDERSYS_GATEWAY_PORT is 0)."""
+    name = name or service.name
+    line = f"{name} ready, serving {len(service.handled())} message types"
     if isinstance(service, GatewayService):
         line += f" at {service.url}"
     return line
@@ -164,8 +170,10 @@ def run(
     if service not in SHOP.names:
         msg = f"no service {service!r}; one of: {', '.join(SHOP.names)}"
         raise InvalidInput(msg, field="service")
+    # A replica of `ordersys up --replicas` says which one it is (orders#2).
+    name = replica_name(service, os.environ)
     settings = load_shop_settings()
-    configure_logging(settings.log_level, settings.log_format, service=service)
+    configure_logging(settings.log_level, settings.log_format, service=name)
     if settings.otlp_endpoint:
         configure_tracing(service, settings.otlp_endpoint)
     sys.unraisablehook = _unraisable_as_a_log_line
@@ -180,12 +188,12 @@ def run(
     if started is None:
         return 0
     try:
-        say(ready_line(started))
+        say(ready_line(started, name))
         stopping.wait()
     finally:
         started.stop()
         shutdown_tracing()
-    say(f"{started.name} stopped")
+    say(f"{name} stopped")
     return _leave_at_once()
 
 
@@ -200,20 +208,34 @@ def _leave_at_once() -> NoReturn:
     os._exit(0)
 
 
-def _banner(settings: ShopSettings, api: str, metrics_port: int) -> None:
+def _banner(
+    settings: ShopSettings, apis: list[str], metrics_port: int, replicas: list[Replica]
+) -> None:
     rabbitmq = address_of(settings.rabbitmq_url)
     launcher.say(
         f"RabbitMQ {rabbitmq} (prefix {settings.messaging_prefix}), "
         f"PostgreSQL {settings.postgres_address}/{settings.postgres_dbname}"
     )
-    launcher.say(f"API: {api} (OpenAPI and Swagger UI at /docs)")
+    launcher.say(f"API: {' and '.join(apis)} (OpenAPI and Swagger UI at /docs)")
     if metrics_port:
         last = metrics_port + len(SHOP.names) - 1
         launcher.say(
             f"metrics: http://127.0.0.1:{metrics_port}..{last}/metrics "
             f"({', '.join(SHOP.names)})"
         )
+        # The gateway's replicas serve theirs on their HTTP ports, named above.
+        more = [r for r in replicas if r.of > 1 and r.service != GATEWAY]
+        if more:
+            ports = ", ".join(f"{r.name} {r.metrics_port}" for r in more)
+            launcher.say(f"metrics of the replicas: {ports}")
     launcher.say("try `ordersys demo` in another terminal; Ctrl-C stops everything")
+
+
+def _ready_services(replicas: list[Replica]) -> str:
+    """``notifications, ..., orders (2), gateway``: each service, and how many
+    replicas of it when more than one."""
+    counts = {r.service: r.of for r in replicas}
+    return ", ".join(f"{s} ({n})" if n > 1 else s for s, n in counts.items())
 
 
 def _demo_in_background(orders: int) -> None:
@@ -242,6 +264,49 @@ def _up_embedded(
     return _leave_at_once()
 
 
+def _replica_counts(specs: list[str] | None, settings: ShopSettings) -> dict[str, int]:
+    """How many processes of each service ``--replicas`` asks for; raises
+    :class:`InvalidInput` (exit status 2) for a bad one."""
+    if not specs:
+        return {}
+    counts = parse_replicas(",".join(specs), SHOP.names)
+    gateways = counts.get(GATEWAY, 1)
+    if settings.gateway_port and settings.gateway_port + gateways - 1 > 65535:
+        msg = (
+            f"{gateways} gateways need the ports from ORDERSYS_GATEWAY_PORT="
+            f"{settings.gateway_port} on, past 65535: choose a lower one"
+        )
+        raise InvalidInput(msg, field="gateway_port")
+    return counts
+
+
+def _gateway_environment(
+    settings: ShopSettings, counts: Mapping[str, int]
+) -> launcher.ReplicaEnvironment:
+    """What a gateway replica is told: where it listens, gateway n on the
+    configured port + n - 1 (each on one of its own picking, when that is 0);
+    and, without ORDERSYS_JWT_SECRET, a signing key made for this run and
+    shared, since each replica would otherwise refuse the others' tokens."""
+    shared = {}
+    if counts.get(GATEWAY, 1) > 1 and not settings.jwt_secret.get_secret_value():
+        shared["ORDERSYS_JWT_SECRET"] = secrets.token_urlsafe(32)
+
+    def environment(replica: Replica) -> dict[str, str]:
+        if replica.service != GATEWAY or replica.of == 1:
+            return {}
+        first = settings.gateway_port
+        port = first + replica.number - 1 if first else 0
+        return {**shared, "ORDERSYS_GATEWAY_PORT": str(port)}
+
+    return environment
+
+
+def _apis(children: launcher.Children) -> list[str]:
+    """Where each gateway listens, from its ready line."""
+    found = [re.search(r"http://\S+", line) for line in children.ready_lines(GATEWAY)]
+    return [api.group(0) if api else "(unknown)" for api in found]
+
+
 @app.command()
 def up(
     demo_orders: Annotated[
@@ -253,6 +318,16 @@ def up(
             metavar="PORT", min=0, help="First port of the services' /metrics; 0: none."
         ),
     ] = 9101,
+    replicas: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="SERVICE=N,...",
+            help=(
+                "Run N processes of SERVICE (e.g. orders=2,catalog=2), "
+                "one of each other service."
+            ),
+        ),
+    ] = None,
     embedded: Annotated[
         bool,
         typer.Option(
@@ -267,6 +342,10 @@ def up(
     """Run every service (each in a process, or all in one with --embedded)."""
     settings = load_shop_settings()
     configure_logging(settings.log_level, settings.log_format)
+    counts = _replica_counts(replicas, settings)
+    if embedded and counts:
+        msg = "--replicas runs services in processes of their own, not --embedded"
+        raise InvalidInput(msg, field="replicas")
     stopping = threading.Event()
     stop_on_signals(stopping)
     if embedded:
@@ -275,6 +354,8 @@ def up(
     children = launcher.start(
         SHOP.names,
         metrics_port=metrics_port,
+        replicas=counts,
+        environment=_gateway_environment(settings, counts),
         stopping=stopping,
         # Each child gives up on its own after the start-up timeout; this bound
         # is for one that hangs, and leaves room for slow imports on a busy host.
@@ -283,9 +364,8 @@ def up(
     try:
         if stopping.is_set():
             return 0
-        launcher.say(f"all services ready: {', '.join(SHOP.names)}")
-        api = re.search(r"http://\S+", children.ready_line("gateway"))
-        _banner(settings, api.group(0) if api else "(unknown)", metrics_port)
+        launcher.say(f"all services ready: {_ready_services(children.replicas)}")
+        _banner(settings, _apis(children), metrics_port, children.replicas)
         if demo_orders:
             _demo_in_background(demo_orders)
         launcher.watch(children, stopping)
@@ -306,7 +386,7 @@ def demo(
     from ordersys.transport.rabbitmq import KombuTransport
 
     settings = load_shop_settings()
-    transport = KombuTransport(settings.rabbitmq_url, prefix=settings.messaging_prefix)
+    transport = KombuTransport.from_settings(settings)
     try:
         run_demo(transport, orders)
     finally:

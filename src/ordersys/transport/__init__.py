@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -42,6 +42,7 @@ from ordersys.observability.tracing import (
     span,
     trace_fields,
 )
+from ordersys.queries import QueryBus
 
 logger = logging.getLogger("ordersys.transport")
 
@@ -207,7 +208,11 @@ class Transport(ABC):
 
     @abstractmethod
     def serve(self, service: str, handler: RequestHandler) -> None:
-        """Answer requests to ``service`` with ``handler`` (in the background)."""
+        """Answer requests to ``service`` with ``handler`` (in the background).
+        A transport may answer those that ``handler`` lets it (see
+        :func:`answers_concurrently`) concurrently, bounded; the others one at
+        a time, in the order they came. A request whose caller gave up may be
+        dropped."""
 
     @abstractmethod
     def publish(self, routing_key: str, envelope: Envelope) -> None:
@@ -231,25 +236,59 @@ def ping_type(service: str) -> str:
     return f"{service}.ping"
 
 
-def serve_bus(transport: Transport, service: str, *buses: MessageBus[Any]) -> None:
-    """Answer ``service``'s requests by dispatching each on the bus that handles it
-    (typically its command bus and its query bus). It also answers
-    :func:`ping_type` itself, at once, whatever the buses handle."""
-    ping = ping_type(service)
+def answers_concurrently(handler: RequestHandler, message_type: str) -> bool:
+    """Whether ``handler`` lets requests of ``message_type`` be answered
+    concurrently with others (they change nothing: queries). A handler says
+    so with a ``concurrent`` attribute, the message types it may answer so
+    (:func:`serve_bus`'s handler has one: its query buses' types); any other
+    handler is answered one request at a time, in order."""
+    concurrent: Container[str] | None = getattr(handler, "concurrent", None)
+    return concurrent is not None and message_type in concurrent
 
-    def handle(envelope: Envelope) -> Any:
-        if envelope.message_type == ping:
-            return {"service": service}
-        for bus in buses:
+
+class BusRequests:
+    """A request handler that dispatches each request on the bus that handles
+    it, and answers :func:`ping_type` itself, at once. ``concurrent`` is the
+    query buses' message types, looked up live (see :func:`answers_concurrently`)."""
+
+    def __init__(self, service: str, buses: Sequence[MessageBus[Any]]) -> None:
+        self.service = service
+        self.buses = tuple(buses)
+        self.ping = ping_type(service)
+        self.concurrent = _Types(
+            tuple(b for b in self.buses if isinstance(b, QueryBus))
+        )
+
+    def __call__(self, envelope: Envelope) -> Any:
+        if envelope.message_type == self.ping:
+            return {"service": self.service}
+        for bus in self.buses:
             message_class = bus.message_types.get(envelope.message_type)
             if message_class is not None:
                 return bus.dispatch(message_class.parse(envelope.body))
         raise HandlerNotFound(
-            f"{service} does not handle {envelope.message_type}",
+            f"{self.service} does not handle {envelope.message_type}",
             message_type=envelope.message_type,
         )
 
-    transport.serve(service, handle)
+
+@dataclass(frozen=True)
+class _Types:
+    """The message types some buses handle, as they are when asked."""
+
+    buses: Sequence[MessageBus[Any]]
+
+    def __contains__(self, message_type: object) -> bool:
+        return any(message_type in bus.message_types for bus in self.buses)
+
+
+def serve_bus(transport: Transport, service: str, *buses: MessageBus[Any]) -> None:
+    """Answer ``service``'s requests by dispatching each on the bus that handles it
+    (typically its command bus and its query bus). It also answers
+    :func:`ping_type` itself, at once, whatever the buses handle. A transport
+    may answer the queries (what a :class:`~ordersys.queries.QueryBus`
+    handles) concurrently; the rest one at a time, in order."""
+    transport.serve(service, BusRequests(service, buses))
 
 
 def route(message_type: str, routes: Mapping[str, str]) -> str:

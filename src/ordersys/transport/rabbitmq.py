@@ -11,6 +11,15 @@ connection of its own and drains its replies there (a batch of requests goes
 out in one write, and its replies are waited for together), bodies are
 encoded with orjson, and a request to a service served by the same transport
 is answered in process.
+
+A service answers its queries concurrently (see
+:func:`~ordersys.transport.answers_concurrently`) on a pool of
+``request_concurrency`` threads, and its other requests (commands) one at a
+time, in order, on its consuming thread. Only that thread writes on its
+connection (py-amqp's are not thread-safe): a pool thread hands its reply back
+(:class:`_Handback`), and the consuming thread, which waits for the broker's
+socket and for those hand-backs at once, writes it with the request's ack.
+At most ``prefetch`` requests are in flight per consumer.
 """
 
 from __future__ import annotations
@@ -18,11 +27,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import select
+import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -40,7 +53,7 @@ from ordersys.errors import (
 from ordersys.extras import needs
 from ordersys.observability.tracing import SpanKind, inject_into, span
 from ordersys.outages import Outages, server_of
-from ordersys.settings import address_of
+from ordersys.settings import Settings, address_of
 from ordersys.transport import (
     ERROR_HEADER,
     Broker,
@@ -48,6 +61,7 @@ from ordersys.transport import (
     EventHandler,
     RequestHandler,
     Transport,
+    answers_concurrently,
     handling,
     reply_from,
     result_of,
@@ -209,13 +223,16 @@ def consume_in_thread(
     declare: Sequence[Queue] = (),
     outages: Outages | None = None,
     json_only: bool = False,
+    handback: _Handback | None = None,
 ) -> threading.Thread:
     """Consume ``queues`` in a daemon thread until ``stopping`` is set,
     declaring ``declare`` too (a dead-letter queue, say) on each connection.
     ``callback(body, message, producer)`` acknowledges each message itself.
     With ``json_only``, every body is decoded as JSON (by orjson, whatever
     content type it claims, with none of kombu's type markers), at a
-    fraction of the cost of kombu's serializers.
+    fraction of the cost of kombu's serializers. With ``handback``, the
+    thread also runs the work other threads hand it, and on stopping waits
+    (bounded) for the work still out (see :class:`_Handback`).
 
     A broker that is not there yet, or goes away, is waited for (reported
     through ``outages``) for as long as it takes. Returns once consuming has
@@ -224,7 +241,11 @@ def consume_in_thread(
     thread = threading.Thread(
         target=_consume_forever,
         args=(url, queues, declare, callback, prefetch, stopping, attempted),
-        kwargs={"outages": outages or Outages(name), "json_only": json_only},
+        kwargs={
+            "outages": outages or Outages(name),
+            "json_only": json_only,
+            "handback": handback,
+        },
         name=name,
         daemon=True,
     )
@@ -244,6 +265,7 @@ def _consume_forever(
     *,
     outages: Outages,
     json_only: bool,
+    handback: _Handback | None,
 ) -> None:
     while not stopping.is_set():
         try:
@@ -270,11 +292,10 @@ def _consume_forever(
                 with consumer:
                     outages.over("RabbitMQ")
                     attempted.set()
-                    while not stopping.is_set():
-                        try:
-                            connection.drain_events(timeout=0.5)
-                        except TimeoutError:
-                            connection.heartbeat_check()
+                    if handback is None:
+                        _drain_until(connection, stopping)
+                    else:
+                        handback.serve(connection, channel, stopping)
         except Exception as e:
             attempted.set()
             if stopping.is_set():
@@ -286,6 +307,117 @@ def _consume_forever(
             else:
                 logger.exception("%s failed; consuming again", outages.worker)
                 stopping.wait(1.0)
+
+
+def _drain_until(connection: Connection, stopping: threading.Event) -> None:
+    """Handle what the broker delivers until ``stopping`` is set."""
+    while not stopping.is_set():
+        try:
+            connection.drain_events(timeout=0.5)
+        except TimeoutError:
+            connection.heartbeat_check()
+
+
+STOP_GRACE = 5.0
+"""Seconds a stopping service waits for the requests its pool still runs (a
+query waits up to 5 s for its read model's position) before it drops them:
+its connection closes, and the broker delivers them again elsewhere."""
+
+Work = Callable[[Any], None]
+"""Work for a consuming thread, called with its channel."""
+
+
+class _Handback:
+    """Work other threads hand to a consuming thread, which alone may write on
+    its connection: queued, and the thread woken through a socket pair that it
+    waits on together with the broker's socket.
+
+    ``in_flight`` counts the work handed out and not back yet; only the
+    consuming thread changes it (:meth:`expect`, :meth:`run`)."""
+
+    def __init__(self) -> None:
+        self._work: deque[Work] = deque()
+        self._wake, self._waker = socket.socketpair()
+        self._wake.setblocking(False)
+        self._waker.setblocking(False)
+        self.in_flight = 0
+
+    def fileno(self) -> int:
+        return self._wake.fileno()
+
+    def expect(self) -> None:
+        """One more piece of work will be handed back (consuming thread)."""
+        self.in_flight += 1
+
+    def put(self, work: Work) -> None:
+        """Hand ``work`` to the consuming thread (any thread)."""
+        self._work.append(work)
+        # A full pair is awake already; a closed one serves no more.
+        with suppress(OSError):
+            self._waker.send(b"\0")
+
+    def run(self, channel: Any) -> None:
+        """Do the work handed back, on ``channel`` (consuming thread)."""
+        while self._work:
+            work = self._work.popleft()
+            self.in_flight -= 1
+            work(channel)
+
+    def serve(
+        self, connection: Connection, channel: Any, stopping: threading.Event
+    ) -> None:
+        """Handle deliveries and hand-backs until ``stopping`` is set, then
+        finish the work still out, for :data:`STOP_GRACE` at most."""
+        while not stopping.is_set():
+            self._next(connection, channel, 0.5)
+        grace = time.monotonic() + STOP_GRACE
+        while self.in_flight > 0 and (left := grace - time.monotonic()) > 0:
+            self._next(connection, channel, min(left, 0.5))
+        if self.in_flight:
+            logger.warning("stopped with %d requests unanswered", self.in_flight)
+
+    def _next(self, connection: Connection, channel: Any, timeout: float) -> None:
+        """Wait up to ``timeout`` for a frame from the broker or for work
+        handed back, and handle what came."""
+        amqp_connection = connection.connection
+        transport = amqp_connection.transport
+        if not _buffered(transport):
+            ready, _, _ = select.select([transport.sock, self], [], [], timeout)
+            if self in ready:
+                self._woken()
+            self.run(channel)
+            if not ready:
+                connection.heartbeat_check()
+            if transport.sock not in ready:
+                return
+        try:
+            # One frame (a delivery is three): work handed back meanwhile
+            # waits for one frame, not for a whole message.
+            amqp_connection.blocking_read(timeout)
+        except TimeoutError:
+            connection.heartbeat_check()
+        self.run(channel)
+
+    def _woken(self) -> None:
+        with suppress(BlockingIOError):
+            while self._wake.recv(4096):
+                pass
+
+    def close(self) -> None:
+        self._waker.close()
+        self._wake.close()
+
+
+def _buffered(transport: Any) -> bool:
+    """Whether py-amqp (or TLS) holds bytes from the broker not parsed yet:
+    the socket may then have nothing more to read."""
+    pending = getattr(transport.sock, "pending", None)
+    return bool(transport._read_buffer) or bool(pending is not None and pending())
+
+
+def _gave_up(envelope: Envelope) -> bool:
+    """Whether the caller of a request has stopped waiting for its reply."""
+    return float(envelope.headers.get(DEADLINE_HEADER, "inf")) < time.time()
 
 
 class _ReplyChannel:
@@ -357,11 +489,19 @@ class KombuTransport(Transport):
     serves itself is answered in process, by the same handler."""
 
     def __init__(
-        self, url: str, *, prefix: str = "ordersys", prefetch: int = 20
+        self,
+        url: str,
+        *,
+        prefix: str = "ordersys",
+        prefetch: int = 20,
+        request_concurrency: int = 8,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.prefetch = prefetch
+        self.request_concurrency = request_concurrency
+        """Queries a service answers at once, each on a thread of its pool
+        (in flight, at most ``prefetch``)."""
         self.address = address_of(url)
         self.commands = Exchange(f"{prefix}.commands", type="direct", durable=True)
         self.events = Exchange(f"{prefix}.events", type="topic", durable=True)
@@ -377,6 +517,16 @@ class KombuTransport(Transport):
         self._publisher: Connection | None = None
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._pools: list[tuple[ThreadPoolExecutor, _Handback]] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KombuTransport:
+        """The transport ``settings`` describe (broker, prefix, concurrency)."""
+        return cls(
+            settings.rabbitmq_url,
+            prefix=settings.messaging_prefix,
+            request_concurrency=settings.request_concurrency,
+        )
 
     def _unavailable(self, error: Exception) -> InfrastructureUnavailable:
         return InfrastructureUnavailable(
@@ -580,40 +730,27 @@ class KombuTransport(Transport):
         return outcomes
 
     def serve(self, service: str, handler: RequestHandler) -> None:
+        """Answer ``service``'s requests: those ``handler`` lets be answered
+        concurrently on a pool of :attr:`request_concurrency` threads, the
+        others in order on the consuming thread, which writes every reply."""
         # A reply and its request's ack go out in one write per connection.
         writes: WeakKeyDictionary[Any, _Writes] = WeakKeyDictionary()
+        handback = _Handback()
+        pool = ThreadPoolExecutor(
+            self.request_concurrency, thread_name_prefix=f"{service}-queries"
+        )
+        self._pools.append((pool, handback))
 
-        def on_request(body: Any, message: KombuMessage, producer: Producer) -> None:
-            try:
-                envelope = Envelope(
-                    body["message_type"], body["body"], _headers(message)
-                )
-            except (KeyError, TypeError):
-                reason = f"malformed request: {str(body)[:200]!r}"
-                logger.error("%s: dead-lettered: %s", service, reason)
-                queue = self.service_queue(service).name
-                producer.publish(
-                    message.body,
-                    exchange=self.dead_letters,
-                    routing_key=queue,
-                    headers={**(message.headers or {}), ERROR_HEADER: reason},
-                    content_type=message.content_type,
-                    content_encoding=message.content_encoding,
-                    delivery_mode=2,
-                )
-                message.ack()
-                return
-            if float(envelope.headers.get(DEADLINE_HEADER, "inf")) < time.time():
-                message.ack()  # its caller gave up: carrying it out helps no one
-                return
-            reply = _encode(reply_from(handler, envelope))
-            channel = producer.channel
+        def answer(message: KombuMessage, reply: bytes | None, channel: Any) -> None:
+            """Reply (unless ``reply`` is None) and ack, on the consuming thread."""
+            if message.channel is not channel:
+                return  # taken on a lost connection: the broker delivers it again
             gathering = writes.get(channel)
             if gathering is None:
                 gathering = writes[channel] = _Writes(channel)
             with gathering.gathered():
                 reply_to = message.properties.get("reply_to")
-                if reply_to:
+                if reply_to and reply is not None:
                     _publish(
                         channel,
                         "",
@@ -627,6 +764,33 @@ class KombuTransport(Transport):
                     )
                 message.ack()
 
+        def reply_for(envelope: Envelope) -> bytes | None:
+            if _gave_up(envelope):
+                return None  # its caller gave up: carrying it out helps no one
+            return _encode(reply_from(handler, envelope))
+
+        def in_pool(envelope: Envelope, message: KombuMessage) -> None:
+            reply: bytes | None = None
+            try:
+                reply = reply_for(envelope)  # it may have waited for a thread
+            except Exception:
+                logger.exception("%s: %s not answered", service, envelope.message_type)
+            finally:
+                handback.put(partial(answer, message, reply))
+
+        def on_request(body: Any, message: KombuMessage, producer: Producer) -> None:
+            if self._stopping.is_set():
+                message.requeue()  # for another replica, or this one's restart
+                return
+            envelope = self._envelope(service, body, message, producer)
+            if envelope is None:
+                return
+            if answers_concurrently(handler, envelope.message_type):
+                handback.expect()
+                pool.submit(in_pool, envelope, message)
+            else:
+                answer(message, reply_for(envelope), producer.channel)
+
         self._served[service] = handler
         self._consume(
             f"serve-{service}",
@@ -634,7 +798,31 @@ class KombuTransport(Transport):
             on_request,
             declare=[self.service_dlq(service)],
             json_only=True,
+            handback=handback,
         )
+
+    def _envelope(
+        self, service: str, body: Any, message: KombuMessage, producer: Producer
+    ) -> Envelope | None:
+        """The request ``message`` holds; None for a malformed one, which is
+        dead-lettered."""
+        try:
+            return Envelope(body["message_type"], body["body"], _headers(message))
+        except (KeyError, TypeError):
+            reason = f"malformed request: {str(body)[:200]!r}"
+            logger.error("%s: dead-lettered: %s", service, reason)
+            queue = self.service_queue(service).name
+            producer.publish(
+                message.body,
+                exchange=self.dead_letters,
+                routing_key=queue,
+                headers={**(message.headers or {}), ERROR_HEADER: reason},
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                delivery_mode=2,
+            )
+            message.ack()
+            return None
 
     def publish(self, routing_key: str, envelope: Envelope) -> None:
         with self._publisher_lock:
@@ -695,6 +883,7 @@ class KombuTransport(Transport):
         declare: Sequence[Queue] = (),
         *,
         json_only: bool = False,
+        handback: _Handback | None = None,
     ) -> None:
         self._threads.append(
             consume_in_thread(
@@ -706,13 +895,21 @@ class KombuTransport(Transport):
                 self._stopping,
                 declare=declare,
                 json_only=json_only,
+                handback=handback,
             )
         )
 
     def close(self) -> None:
+        """Stop consuming; a service answers the requests its pool runs
+        first (for :data:`STOP_GRACE` at most), and gives back those it has
+        not begun."""
         self._stopping.set()
         for thread in self._threads:
-            thread.join(5)
+            thread.join(STOP_GRACE + 1)
+        for pool, handback in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+            handback.close()
+        self._pools.clear()
         with self._publisher_lock:
             if self._publisher is not None:
                 self._publisher.release()
