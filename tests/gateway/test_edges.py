@@ -4,14 +4,21 @@ slow, CORS, health, and the OpenAPI document."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 import uuid
 from typing import Any
 
 import httpx
+import pytest
 import redis
+import redis.asyncio as aioredis
 
+from ordersys.shop.gateway import idempotency
+from ordersys.shop.gateway.auth import Tokens
+from ordersys.shop.gateway.idempotency import PENDING_SECONDS
 from tests.gateway.conftest import System, User
 from tests.gateway.test_auth import fields_of, problem_of
 
@@ -367,6 +374,84 @@ def test_without_redis_reads_still_work_and_idempotent_posts_are_503(
     assert me.status_code == 200, me.text
     assert "Redis" in problem_of(keyed, 503, "unavailable")["detail"]
     assert problem_of(ready, 503, "unavailable")["checks"]["redis"].startswith("down")
+
+
+def test_the_claim_of_a_gateway_that_died_lapses_and_the_retry_runs(
+    system: System, ann: User
+) -> None:
+    # Given a key claimed by a request whose gateway died (its claim, as the
+    # gateway writes it, and nobody renews it)
+    key = uuid.uuid4().hex
+    body = b'{"items": []}'
+    fingerprint = hashlib.sha256(b"/orders\0\0" + body).hexdigest()
+    claim = (
+        f"{system.settings.cache_prefix}:gateway:idempotency:user:{ann.user_id}:"
+        f"{hashlib.sha256(key.encode()).hexdigest()}"
+    )
+    client = redis.Redis.from_url(system.settings.redis_url)
+    pending = json.dumps({"state": "pending", "fingerprint": fingerprint})
+    client.set(claim, pending, ex=PENDING_SECONDS)
+    headers = {
+        **ann.headers(),
+        "Idempotency-Key": key,
+        "Content-Type": "application/json",
+    }
+
+    # When the client retries until it gets an answer
+    answers = []
+    try:
+        for _ in range(PENDING_SECONDS * 4 + 8):
+            reply = ann.client.post("/orders", headers=headers, content=body)
+            answers.append(reply.status_code)
+            if reply.status_code != 409:
+                break
+            time.sleep(0.5)
+        time.sleep(0.5)  # the answer is kept just after it is sent
+        replayed = ann.client.post("/orders", headers=headers, content=body)
+    finally:
+        client.delete(claim)
+        client.close()
+
+    # Then it is refused while the claim lives, runs once it lapsed, and its
+    # answer is kept
+    assert answers[0] == 409
+    assert answers[-1] == 201, answers
+    assert replayed.status_code == 201
+    assert replayed.headers["idempotent-replayed"] == "true"
+
+
+def test_a_request_that_runs_longer_than_a_claim_lives_keeps_its_claim(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given claims that live 2 s, and a POST that takes 5 s
+    monkeypatch.setattr(idempotency, "PENDING_SECONDS", 2)
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(5)
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def run() -> tuple[list[int], int]:
+        store = aioredis.Redis.from_url(system.settings.redis_url)
+        tokens = Tokens(b"k" * 32, 300, 600)
+        prefix = f"{system.settings.cache_prefix}:renewal-{uuid.uuid4().hex[:6]}"
+        app = idempotency.IdempotencyMiddleware(slow, store, tokens, prefix)
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Idempotency-Key": "k1"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            first = asyncio.create_task(c.post("/orders", headers=headers))
+            await asyncio.sleep(4)  # twice the claim's life
+            retry = await c.post("/orders", headers=headers)
+            done = await first
+            again = await c.post("/orders", headers=headers)
+        await store.aclose()
+        return [retry.status_code, done.status_code, again.status_code], 0
+
+    # When it is retried after twice the claim's life, while it still runs
+    statuses, _ = asyncio.run(run())
+
+    # Then the retry finds the claim renewed (409), and after the answer, it
+    assert statuses == [409, 201, 201]
 
 
 def test_a_retry_while_the_first_request_still_runs_is_409(

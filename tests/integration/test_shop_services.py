@@ -7,15 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ordersys import Conflict, InvalidInput
+from ordersys.projections import ProjectionRunner
 from ordersys.service import Service
 from ordersys.settings import Settings
 from ordersys.shop.services import SERVICES
@@ -177,3 +179,77 @@ def test_ordersys_run_serves_until_sigterm(pg_settings: Settings, prefix: str) -
     assert "product_id" in created
     assert process.returncode == 0, err
     assert out.strip().endswith("catalog stopped")
+
+
+def test_a_read_waiting_for_its_position_does_not_delay_a_fast_read(
+    pg_settings: Settings, prefix: str
+) -> None:
+    # Given the catalog, whose read model is held back (its projection paused)
+    # after a product was created
+    settings = load_shop_settings(
+        {**pg_settings.model_dump(), "messaging_prefix": prefix}
+    )
+    catalog = SERVICES["catalog"](settings, KombuTransport.from_settings(settings))
+    catalog.start()
+    client = KombuTransport(URL, prefix=prefix)
+    try:
+        [runner] = [w for w in catalog.workers if isinstance(w, ProjectionRunner)]
+        known = call(
+            client,
+            "catalog",
+            "product.create",
+            sku="A-1",
+            name="a",
+            price_cents=100,
+            stock=1,
+        )
+        assert wait_for(lambda: runner.lag() == 0)
+        runner.paused = True
+        fresh = call(
+            client,
+            "catalog",
+            "product.create",
+            sku="B-1",
+            name="b",
+            price_cents=100,
+            stock=1,
+        )
+        position = runner.application.head_position()
+        arrivals: list[str] = []
+
+        def slow() -> None:
+            call(
+                client,
+                "catalog",
+                "product.get",
+                product_id=fresh["product_id"],
+                after_position=position,
+            )
+            arrivals.append("slow")
+
+        waiting = threading.Thread(target=slow)
+        waiting.start()
+        time.sleep(0.5)  # the slow read is waiting for its position now
+
+        # When a read that needs no position is sent to the same service
+        fast = call(client, "catalog", "product.get", product_id=known["product_id"])
+        arrivals.append("fast")
+        runner.paused = False
+        waiting.join(15)
+    finally:
+        client.close()
+        catalog.stop()
+
+    # Then it is answered while the slow one still waits, and the slow one
+    # once its position is applied
+    assert fast["sku"] == "A-1"
+    assert arrivals == ["fast", "slow"]
+
+
+def wait_for(condition: Callable[[], bool], within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -7,11 +7,18 @@ a day. A retry with the same key and the same request gets that stored answer
 twice. A retry while the first is still running answers 409; the same key with
 a different request answers 422. An answer of 5xx is not stored: the key is
 freed, so the client's retry runs again.
+
+The claim lives ``PENDING_SECONDS`` and the running request renews it: the
+claim of a gateway that died mid-request lapses within seconds, and the
+client's retry then runs (a request that took effect before the death is
+found again by the id its route derives from the key).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,7 +35,14 @@ logger = logging.getLogger("ordersys.shop.gateway")
 
 HEADER = b"idempotency-key"
 TTL_SECONDS = 24 * 3600
-PENDING_SECONDS = 60
+PENDING_SECONDS = 10
+"""How long a claim outlives the request that holds it; renewed every third of
+that while the request runs."""
+RENEW = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0"
+)
+"""Renew a claim only while it is still this request's (never a kept answer)."""
 KEPT_HEADERS = (b"content-type", b"location")
 
 
@@ -78,7 +92,21 @@ class IdempotencyMiddleware:
         if not claimed:
             await self._answer_again(scope, send, stored, fingerprint)
             return
-        await self._run_and_keep(scope, receive, send, key, fingerprint)
+        renewing = asyncio.create_task(self._renew(key, claim))
+        try:
+            await self._run_and_keep(scope, receive, send, key, fingerprint)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+    async def _renew(self, key: str, claim: str) -> None:
+        while True:
+            await asyncio.sleep(PENDING_SECONDS / 3)
+            try:
+                await self.redis.eval(RENEW, 1, key, claim, PENDING_SECONDS)
+            except RedisError as e:
+                logger.warning("idempotency claim not renewed: Redis: %s", e)
 
     async def _answer_again(
         self, scope: Scope, send: Send, stored: bytes | None, fingerprint: str
