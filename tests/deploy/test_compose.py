@@ -127,7 +127,7 @@ def test_the_services_reach_the_containers() -> None:
         assert env["ORDERSYS_METRICS_PORT"] == metrics_port
     gateway = services()["gateway"]
     assert gateway["environment"]["ORDERSYS_GATEWAY_HOST"] == "0.0.0.0"
-    assert "${GATEWAY_PORT:-8000}:8000" in gateway["ports"]
+    assert services()["gateway-proxy"]["ports"] == ["${GATEWAY_PORT:-8000}:8000"]
 
 
 def test_every_ordersys_variable_is_a_setting() -> None:
@@ -313,12 +313,15 @@ PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 
 
 def scalable() -> list[str]:
-    """The services `--scale` can run several of: all but the gateway, which
-    publishes the one host port of the API."""
-    return [name for name in SERVICES if name != "gateway"]
+    """The services `--scale` can run several of: every one (the API's host
+    port is gateway-proxy's)."""
+    return list(SERVICES)
 
 
-def test_every_service_but_the_gateway_scales() -> None:
+NGINX = DEPLOY / "nginx" / "gateway.conf"
+
+
+def test_every_service_scales() -> None:
     """`docker compose up --scale orders=2` needs containers that Compose
     names itself and that bind no host port: two would clash on either."""
     defined = services()
@@ -326,10 +329,40 @@ def test_every_service_but_the_gateway_scales() -> None:
         assert "container_name" not in defined[name], name
         assert "ports" not in defined[name], name  # /metrics inside the network only
         assert "hostname" not in defined[name], name
-    assert "container_name" not in defined["gateway"]
-    # The gateway keeps its one published port (docs/operations.md says how
-    # to run more behind a load balancer).
-    assert defined["gateway"]["ports"] == ["${GATEWAY_PORT:-8000}:8000"]
+
+
+def test_the_proxy_publishes_the_api_and_spreads_it_over_every_gateway() -> None:
+    proxy = services()["gateway-proxy"]
+    assert proxy["ports"] == ["${GATEWAY_PORT:-8000}:8000"]
+    assert proxy["depends_on"]["gateway"]["condition"] == "service_healthy"
+    assert "./nginx/gateway.conf:/etc/nginx/conf.d/default.conf:ro" in proxy["volumes"]
+    text = NGINX.read_text()
+    # Docker's DNS, asked again every few seconds: a container added by
+    # --scale gets requests without a restart of the proxy
+    assert "resolver 127.0.0.11 valid=5s" in text
+    assert "set $gateway http://gateway:8000;" in text
+    assert "proxy_pass $gateway;" in text
+    assert "X-Forwarded-For" in text
+    # and the gateway believes the proxy about who the client is
+    assert services()["gateway"]["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+
+
+def test_nginx_accepts_the_proxy_configuration(tmp_path: Path) -> None:
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if nginx is None:
+        pytest.skip("nginx is missing: apt-get install nginx-light (.ci/run does)")
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+        f"http {{ access_log off; include {NGINX}; }}\n"
+    )
+    result = subprocess.run(
+        [nginx, "-t", "-q", "-p", str(tmp_path), "-c", str(main)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_compose_resolves_no_fixed_name_for_any_service() -> None:
