@@ -376,6 +376,17 @@ def test_without_redis_reads_still_work_and_idempotent_posts_are_503(
     assert problem_of(ready, 503, "unavailable")["checks"]["redis"].startswith("down")
 
 
+def claimed_by(system: System, user: User, key: str, body: bytes) -> tuple[str, str]:
+    """The Redis key of ``user``'s claim on ``key`` for ``POST /orders`` with
+    ``body``, and that request's fingerprint, as the gateway writes them."""
+    fingerprint = hashlib.sha256(b"/orders\0\0" + body).hexdigest()
+    claim = (
+        f"{system.settings.cache_prefix}:gateway:idempotency:user:{user.user_id}:"
+        f"{hashlib.sha256(key.encode()).hexdigest()}"
+    )
+    return claim, fingerprint
+
+
 def test_the_claim_of_a_gateway_that_died_lapses_and_the_retry_runs(
     system: System, ann: User
 ) -> None:
@@ -383,11 +394,7 @@ def test_the_claim_of_a_gateway_that_died_lapses_and_the_retry_runs(
     # gateway writes it, and nobody renews it)
     key = uuid.uuid4().hex
     body = b'{"items": []}'
-    fingerprint = hashlib.sha256(b"/orders\0\0" + body).hexdigest()
-    claim = (
-        f"{system.settings.cache_prefix}:gateway:idempotency:user:{ann.user_id}:"
-        f"{hashlib.sha256(key.encode()).hexdigest()}"
-    )
+    claim, fingerprint = claimed_by(system, ann, key, body)
     client = redis.Redis.from_url(system.settings.redis_url)
     pending = json.dumps({"state": "pending", "fingerprint": fingerprint})
     client.set(claim, pending, ex=PENDING_SECONDS)
@@ -459,11 +466,7 @@ def test_a_retry_while_the_first_request_still_runs_is_409(
 ) -> None:
     key = uuid.uuid4().hex
     body = b'{"items": []}'
-    fingerprint = hashlib.sha256(b"/orders\0\0" + body).hexdigest()
-    claim = (
-        f"{system.settings.cache_prefix}:gateway:idempotency:user:{ann.user_id}:"
-        f"{hashlib.sha256(key.encode()).hexdigest()}"
-    )
+    claim, fingerprint = claimed_by(system, ann, key, body)
     client = redis.Redis.from_url(system.settings.redis_url)
     # The first request has claimed the key and not answered yet.
     client.set(claim, json.dumps({"state": "pending", "fingerprint": fingerprint}))

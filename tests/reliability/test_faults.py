@@ -67,8 +67,8 @@ def rebuilt_equals_live(settings: Settings) -> dict[str, int]:
     return mismatches
 
 
-def stuck_messages(prefix: str) -> dict[str, int]:
-    """Messages left in any of the run's queues but its dead-letter queues."""
+def messages_in(prefix: str) -> dict[str, int]:
+    """The run's queues that hold messages, dead-letter queues included."""
     listed = subprocess.run(
         ["rabbitmqctl", "-q", "list_queues", "name", "messages"],
         capture_output=True,
@@ -79,11 +79,13 @@ def stuck_messages(prefix: str) -> dict[str, int]:
     return {
         name: int(count)
         for name, count in (row for row in rows if len(row) == 2)
-        if name.startswith(prefix)
-        and not name.endswith(".dlq")
-        and count.isdigit()
-        and int(count)
+        if name.startswith(prefix) and count.isdigit() and int(count)
     }
+
+
+def stuck_messages(prefix: str) -> dict[str, int]:
+    """Messages left in any of the run's queues but its dead-letter queues."""
+    return {k: v for k, v in messages_in(prefix).items() if not k.endswith(".dlq")}
 
 
 def stuck_after_settling(prefix: str, within: float = 30.0) -> dict[str, int]:

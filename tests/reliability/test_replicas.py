@@ -9,7 +9,6 @@ It prints what it saw."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections import Counter
 from typing import Any
@@ -20,7 +19,11 @@ from ordersys.settings import Settings
 from ordersys.shop.catalog.commands import CommitInventory, ReserveInventory
 from ordersys.shop.payments.commands import CapturePayment
 from tests.reliability.load import Load, applied_twice
-from tests.reliability.test_faults import rebuilt_equals_live, stuck_after_settling
+from tests.reliability.test_faults import (
+    messages_in,
+    rebuilt_equals_live,
+    stuck_after_settling,
+)
 from tests.system.checks import check_agreement
 from tests.system.system import System
 from tests.system.test_observability import scrape
@@ -38,18 +41,7 @@ STEPS = [
 
 def dead_letters(prefix: str) -> dict[str, int]:
     """Messages in the run's dead-letter queues."""
-    listed = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name", "messages"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    rows = [line.split() for line in listed if len(line.split()) == 2]
-    return {
-        name: int(count)
-        for name, count in rows
-        if name.startswith(prefix) and name.endswith(".dlq") and int(count)
-    }
+    return {k: v for k, v in messages_in(prefix).items() if k.endswith(".dlq")}
 
 
 def replicas(service: str) -> list[str]:
