@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from copy import deepcopy
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID
@@ -39,6 +40,7 @@ from ordersys.persistence.database import (
 from ordersys.persistence.owners import claim_sqlite_tables
 from ordersys.persistence.sqlite import sqlite_file
 from ordersys.settings import Settings, load_settings
+from ordersys.unit_of_work import PendingWrites
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -125,7 +127,31 @@ def _project(
 class _Repository(Repository[UUID]):
     """eventsourcing's repository, raising :class:`AggregateNotFound`; it also
     reads several aggregates at once (:meth:`get_many`), and brings cached
-    ones up to date and copies them under their locks."""
+    ones up to date and copies them under their locks. Inside a batch of
+    commands (:mod:`ordersys.unit_of_work`) it reads what the batch wrote
+    before the store."""
+
+    pending: ContextVar[PendingWrites | None]
+    trusted = False
+    """Whether cached aggregates are used as they are, without reading the
+    events stored after them (see ``Application.aggregate_cache_trusted``)."""
+
+    def remember(self, aggregates: Iterable[Any]) -> None:
+        """Cache copies of ``aggregates`` as they were just recorded."""
+        if self.cache is not None and self.trusted:
+            for aggregate in aggregates:
+                self.cache.put(aggregate.id, deepcopy(aggregate))
+
+    def forget(self, aggregate_ids: Iterable[UUID]) -> None:
+        """Drop ``aggregate_ids`` from the cache: they may be stale."""
+        if self.cache is not None:
+            for aggregate_id in aggregate_ids:
+                with contextlib.suppress(KeyError):
+                    self.cache.get(aggregate_id, evict=True)
+
+    def _pending_copy(self, aggregate_id: UUID) -> Any:
+        pending = self.pending.get()
+        return None if pending is None else pending.copy_of(aggregate_id)
 
     def get(
         self,
@@ -138,6 +164,8 @@ class _Repository(Repository[UUID]):
         fastforward_skipping: bool = False,
         deepcopy_from_cache: bool = True,
     ) -> TMutableOrImmutableAggregate:
+        if version is None and (written := self._pending_copy(aggregate_id)):
+            return cast(TMutableOrImmutableAggregate, written)
         if projector_func is project_aggregate:
             projector_func = _project
         try:
@@ -176,7 +204,10 @@ class _Repository(Repository[UUID]):
         never wait for each other); an id asked twice gives two copies.
         """
         select_after = getattr(self.event_store.recorder, "select_events_after", None)
-        if select_after is None:
+        pending = self.pending.get()
+        if select_after is None or (
+            pending is not None and any(i in pending.aggregates for i in aggregate_ids)
+        ):
             return [self.get(i) for i in aggregate_ids]
         unique = list(dict.fromkeys(aggregate_ids))
         try:
@@ -218,7 +249,8 @@ class _Repository(Repository[UUID]):
                     cached = self.cache.get(aggregate_id)
             if cached is not None:
                 base[aggregate_id] = cached
-                versions.append((aggregate_id, cached.version))
+                if not self.trusted:
+                    versions.append((aggregate_id, cached.version))
             elif self.snapshot_store is not None:
                 base[aggregate_id] = self._reconstruct_aggregate(
                     aggregate_id, None, cast(Any, _project)
@@ -227,7 +259,7 @@ class _Repository(Repository[UUID]):
                 versions.append((aggregate_id, 0))
         new_events: dict[UUID, list[DomainEventProtocol[UUID]]] = {}
         to_domain_event = self.event_store.mapper.to_domain_event
-        for stored in select_after(versions):
+        for stored in select_after(versions) if versions else ():
             domain_event = to_domain_event(stored)
             new_events.setdefault(domain_event.originator_id, []).append(domain_event)
         current: dict[UUID, MutableOrImmutableAggregate[UUID]] = {}
@@ -279,6 +311,9 @@ class _Repository(Repository[UUID]):
                         aggregate_id, None, projector_func
                     )
                 else:
+                    if self.trusted:
+                        trusted = cast(TMutableOrImmutableAggregate, cached)
+                        return deepcopy(trusted) if copy else trusted
                     try:
                         aggregate = projector_func(
                             cast(TMutableOrImmutableAggregate, cached),
@@ -315,11 +350,22 @@ class Application(_Application[UUID]):
     cached aggregate is read with only the events stored after its version,
     one short read instead of its whole history. ``AGGREGATE_CACHE_MAXSIZE``
     in the ``env`` argument overrides it."""
+    aggregate_cache_trusted: ClassVar[bool] = False
+    """Whether a cached aggregate is used as it is, without even that read:
+    for aggregates that this process alone writes, or whose commands may
+    decide on a stale copy when another process wrote meanwhile, because
+    the write is refused then. Recorded aggregates enter the cache; a write
+    refused for a stale version (:class:`VersionConflict`) evicts them, so
+    the command's retry reads the store. Queries that read aggregates, not a
+    read model, may see a stale copy when other processes write too."""
 
     def __init__(
         self, settings: Settings | None = None, env: EnvType | None = None
     ) -> None:
         self.settings = settings or load_settings()
+        self._pending: ContextVar[PendingWrites | None] = ContextVar(
+            f"ordersys_pending_{id(self)}", default=None
+        )
         # An instance attribute, read by eventsourcing when it takes snapshots.
         self.snapshotting_intervals = self._intervals(self.settings)  # type: ignore[misc]
         merged = persistence_env(self.settings, self.name)
@@ -402,8 +448,13 @@ class Application(_Application[UUID]):
         """Save ``aggregates`` atomically; a stale version raises :class:`Conflict`.
 
         Returns what the first aggregate became, with the position of the last
-        event written, for read-your-writes.
+        event written, for read-your-writes. Inside :meth:`writing_together`
+        the events are recorded at the block's end, and the position is
+        filled in then (see :mod:`ordersys.unit_of_work`).
         """
+        pending = self._pending.get()
+        if pending is not None:
+            return pending.add(aggregates)
         recordings = self.save(*aggregates)
         positions = [
             r.notification.id for r in recordings if r.notification.id is not None
@@ -413,6 +464,30 @@ class Application(_Application[UUID]):
             version=aggregates[0].version,
             position=max(positions) if positions else None,
         )
+
+    @contextlib.contextmanager
+    def writing_together(self) -> Iterator[PendingWrites]:
+        """What :meth:`write` is given on this thread in the block is recorded
+        at its end, in one transaction (nothing if the block raises); reads
+        in the block see it first. A :class:`VersionConflict` at the end
+        means none of it was recorded. Nested, the inner block is part of
+        the outer one."""
+        pending = self._pending.get()
+        if pending is not None:
+            yield pending
+            return
+        pending = PendingWrites()
+        token = self._pending.set(pending)
+        try:
+            yield pending
+        finally:
+            self._pending.reset(token)
+        if pending.events:
+            pending.recorded(
+                self._save_processing(
+                    pending.processing_event(), list(pending.aggregates)
+                )
+            )
 
     def get(
         self,
@@ -470,15 +545,23 @@ class Application(_Application[UUID]):
             else:
                 processing_event.collect_events(obj)
         processing_event.saved_kwargs.update(kwargs)
+        ids = [o.id for o in objs if isinstance(o, BaseAggregate)]
+        return self._save_processing(processing_event, ids)
+
+    def _save_processing(
+        self, processing_event: ProcessingEvent[UUID], ids: Sequence[UUID]
+    ) -> list[Recording[UUID]]:
+        """The library's save, from its collected events on."""
+        repository = cast(_Repository, self.repository)
         try:
-            # The library's save, from its collected events on.
             recordings = self._record(processing_event)
         except RecordConflictError as e:
-            ids = [str(o.id) for o in objs if isinstance(o, BaseAggregate)]
+            repository.forget(processing_event.aggregates)
             raise VersionConflict(
                 "the aggregate was changed by someone else; reload and retry",
-                **({"aggregate_id": ids[0]} if ids else {}),
+                **({"aggregate_id": str(ids[0])} if ids else {}),
             ) from e
+        repository.remember(processing_event.aggregates.values())
         self._take_snapshots(processing_event)
         self._notify(recordings)
         self.notify(processing_event.events)
@@ -488,6 +571,8 @@ class Application(_Application[UUID]):
         repository = super().construct_repository()
         # Built by eventsourcing from its environment; only get() differs.
         repository.__class__ = _Repository
+        cast(_Repository, repository).pending = self._pending
+        cast(_Repository, repository).trusted = self.aggregate_cache_trusted
         return repository
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:

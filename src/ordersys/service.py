@@ -77,7 +77,13 @@ class Service:
                 self.settings.metrics_host,
                 registry=self.registry,
             )
-        serve_bus(self.transport, self.name, self.commands, self.queries)
+        serve_bus(
+            self.transport,
+            self.name,
+            self.commands,
+            self.queries,
+            applications=self.applications,
+        )
         self.started = True
         logger.info("%s is serving %s", self.name, sorted(self.handled()))
 

@@ -6,6 +6,8 @@ or overwritten."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -22,6 +24,8 @@ from ordersys.shop.catalog.commands import (
 )
 from ordersys.shop.catalog.domain import Inventory, Product, inventory_id
 from ordersys.shop.catalog.service import Catalog, register_handlers
+from ordersys.transport import BusRequests, Envelope
+from tests.unit.accounts import Account, Bank
 
 
 @pytest.fixture
@@ -259,3 +263,85 @@ def test_the_fast_read_of_one_aggregate_is_the_library_s(
             **kwargs,  # type: ignore[arg-type]
         ), kwargs
     assert recorder.select_events(uuid4()) == []
+
+
+class TrustingBank(Bank):
+    aggregate_cache_size = 100
+    aggregate_cache_trusted = True
+
+
+def test_a_trusted_cache_is_read_without_the_store_and_a_stale_copy_conflicts(
+    pg_settings: Settings,
+) -> None:
+    # Given an account a trusting bank has written (so has in memory), and
+    # another instance of the bank on the same store
+    first, second = TrustingBank(pg_settings), TrustingBank(pg_settings)
+    try:
+        account = Account("ann", Decimal(0))
+        account.deposit(Decimal(10))
+        first.write(account)
+        recorder = first.recorder
+        assert isinstance(recorder, PostgresEventRecorder)
+        made: list[object] = []
+        select = recorder.select_events
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            made.append(args)
+            return select(*args, **kwargs)
+
+        recorder.select_events = recording  # type: ignore[method-assign]
+
+        # When it reads the account again, then the other instance changes it
+        loaded = first.get(Account, account.id)
+        theirs = second.get(Account, account.id)
+        theirs.withdraw(Decimal(4))
+        second.write(theirs)
+
+        # Then the first read nothing from the store
+        assert made == []
+        assert loaded.balance == Decimal(10)
+        # And a write from its stale copy is refused, not a lost update
+        loaded.withdraw(Decimal(8))
+        with pytest.raises(Conflict):
+            first.write(loaded)
+        # And the copy is forgotten: the next read is of the store
+        assert first.get(Account, account.id).balance == Decimal(6)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_reservations_in_hand_together_are_recorded_in_one_transaction(
+    opened: Callable[[], Catalog],
+) -> None:
+    # Given a lamp with 5 in stock, and reservations of 2, 2 and 2 in hand
+    catalog = opened()
+    lamp = product_with_stock(catalog, 5)
+    requests = BusRequests("catalog", [commands(catalog)], [catalog])
+    reservations = [
+        ReserveInventory(
+            order_id=uuid4(), lines=[{"product_id": lamp.id, "quantity": 2}]
+        )
+        for _ in range(3)
+    ]
+    inserts: list[int] = []
+    insert = catalog.recorder.insert_events
+
+    def counted(events: Any, **kwargs: Any) -> Any:
+        inserts.append(len(events))
+        return insert(events, **kwargs)
+
+    catalog.recorder.insert_events = counted  # type: ignore[method-assign]
+
+    # When they are run together
+    replies = requests.many(
+        [Envelope.new(r.message_type, r.model_dump(mode="json")) for r in reservations]
+    )
+
+    # Then the first two are reserved, in one transaction, and the third refused
+    assert ["error" in reply for reply in replies] == [False, False, True]
+    assert "only 1 of product" in replies[2]["error"]["message"]
+    assert inserts == [2]
+    stock = opened().inventory(lamp.id)
+    assert (stock.available, stock.version) == (1, 4)
+    assert requests.batches == {"together": 1}

@@ -17,6 +17,7 @@ from kombu.connection import Connection
 from ordersys import (
     Command,
     CommandBus,
+    Conflict,
     InfrastructureUnavailable,
     Query,
     QueryBus,
@@ -512,3 +513,61 @@ def test_a_query_waiting_for_a_thread_past_its_callers_deadline_is_dropped(
     # Then it is dropped unanswered; the next one is answered
     assert again is None
     assert handled == [3]
+
+
+class Together:
+    """A request handler that answers several requests at once, and notes
+    how many it was given each time."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __call__(self, envelope: Envelope) -> int:
+        return self.many([envelope])[0]["result"]  # type: ignore[no-any-return]
+
+    def many(self, envelopes: list[Envelope]) -> list[dict[str, Any]]:
+        self.batches.append([e.body["n"] for e in envelopes])
+        return [
+            {"result": e.body["n"] * 10}
+            if e.body["n"] >= 0
+            else {"error": {"code": "conflict", "message": "negative"}}
+            for e in envelopes
+        ]
+
+
+def test_commands_sent_together_travel_as_one_message_and_are_answered_together(
+    apart: tuple[KombuTransport, KombuTransport],
+) -> None:
+    server, caller = apart
+    handler = Together()
+    server.serve("together", handler)
+
+    # When five commands, one of which is refused, are sent at once
+    outcomes = caller.call_many(
+        [("together", Envelope.new("together.n", {"n": n})) for n in (1, 2, -3, 4, 5)],
+        timeout=10,
+        commands=True,
+    )
+
+    # Then the service was handed them in one batch, and each has its answer
+    assert handler.batches == [[1, 2, -3, 4, 5]]
+    assert outcomes[:2] == [10, 20]
+    assert isinstance(outcomes[2], Conflict)
+    assert outcomes[3:] == [40, 50]
+
+
+def test_requests_delivered_together_are_handed_over_together(
+    apart: tuple[KombuTransport, KombuTransport],
+) -> None:
+    server, caller = apart
+    handler = Together()
+    server.serve("together", handler)
+    requests = [("together", Envelope.new("together.n", {"n": n})) for n in range(40)]
+
+    # When forty requests are sent at once, each as a message of its own
+    outcomes = caller.call_many(requests, timeout=10)
+
+    # Then the service answered them in order, in fewer batches than messages
+    assert outcomes == [n * 10 for n in range(40)]
+    assert [n for batch in handler.batches for n in batch] == list(range(40))
+    assert len(handler.batches) < 40

@@ -21,11 +21,13 @@ from __future__ import annotations
 import logging
 import uuid
 from abc import ABC, abstractmethod
+from collections import Counter as CounterOf
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_jsonable_python
 
@@ -43,6 +45,10 @@ from ordersys.observability.tracing import (
     trace_fields,
 )
 from ordersys.queries import QueryBus
+from ordersys.unit_of_work import run_together
+
+if TYPE_CHECKING:
+    from ordersys.application import Application
 
 logger = logging.getLogger("ordersys.transport")
 
@@ -120,16 +126,62 @@ EventHandler = Callable[[Envelope], None]
 
 def reply_from(handler: RequestHandler, envelope: Envelope) -> dict[str, Any]:
     """Run ``handler`` and turn its outcome into a reply body."""
+    return reply_of(outcome_of(handler, envelope))
+
+
+def outcome_of(handler: RequestHandler, envelope: Envelope) -> Any | OrdersysError:
+    """What ``handler`` returns for ``envelope``, or the error it raised as a
+    typed value (an unexpected one logged, and wrapped)."""
     try:
         with handling(envelope):
-            return {"result": to_jsonable_python(handler(envelope))}
+            return handler(envelope)
     except OrdersysError as e:
-        return {"error": e.to_dict()}
+        return e
     except Exception as e:
         logger.exception("%s failed", envelope.message_type)
-        return {
-            "error": OrdersysError(f"{envelope.message_type} failed: {e}").to_dict()
-        }
+        return OrdersysError(f"{envelope.message_type} failed: {e}")
+
+
+def reply_of(outcome: Any | OrdersysError) -> dict[str, Any]:
+    """A reply body for what :func:`outcome_of` gave."""
+    if isinstance(outcome, OrdersysError):
+        return {"error": outcome.to_dict()}
+    return {"result": to_jsonable_python(outcome)}
+
+
+def replies_from(
+    handler: RequestHandler, envelopes: Sequence[Envelope]
+) -> list[dict[str, Any]]:
+    """A reply body for each of ``envelopes``, in their order: together, when
+    ``handler`` can answer several requests at once (a ``many`` method, as
+    :class:`BusRequests` has), else one at a time."""
+    many: Callable[[Sequence[Envelope]], list[dict[str, Any]]] | None = getattr(
+        handler, "many", None
+    )
+    if many is not None and len(envelopes) > 1:
+        return many(envelopes)
+    return [reply_from(handler, envelope) for envelope in envelopes]
+
+
+def answered_here(
+    handlers: Mapping[str, RequestHandler], requests: Sequence[tuple[str, Envelope]]
+) -> dict[int, Any | OrdersysError]:
+    """The outcome of each of ``requests`` (by its index) to a service that
+    ``handlers`` serves in this process, each service's requests answered
+    together (see :func:`replies_from`)."""
+    groups: dict[str, list[int]] = {}
+    for n, (service, _) in enumerate(requests):
+        if service in handlers:
+            groups.setdefault(service, []).append(n)
+    outcomes: dict[int, Any | OrdersysError] = {}
+    for service, indexes in groups.items():
+        replies = replies_from(handlers[service], [requests[n][1] for n in indexes])
+        for n, reply in zip(indexes, replies, strict=True):
+            try:
+                outcomes[n] = result_of(reply)
+            except OrdersysError as e:
+                outcomes[n] = e
+    return outcomes
 
 
 def result_of(reply: dict[str, Any]) -> Any:
@@ -189,7 +241,11 @@ class Transport(ABC):
         the typed error it replied with, or :class:`RequestTimeout`."""
 
     def call_many(
-        self, requests: Sequence[tuple[str, Envelope]], timeout: float
+        self,
+        requests: Sequence[tuple[str, Envelope]],
+        timeout: float,
+        *,
+        commands: bool = False,  # noqa: ARG002 (for the transports that use it)
     ) -> list[Any | OrdersysError]:
         """Send each ``(service, envelope)`` request and return, in their
         order, each reply's result or its error as a value: the typed error
@@ -197,7 +253,10 @@ class Transport(ABC):
         ``timeout`` of its sending, :class:`InfrastructureUnavailable` when
         the broker cannot be reached. Other exceptions (a bug) are raised.
         The default calls them one after the other; a transport over a broker
-        sends them all at once and waits for their replies together."""
+        sends them all at once and waits for their replies together. With
+        ``commands`` (the requests are commands, none a query), a transport
+        may send a service's requests as one message, which that service
+        answers in order, together (see :func:`replies_from`)."""
         outcomes: list[Any | OrdersysError] = []
         for service, envelope in requests:
             try:
@@ -249,15 +308,55 @@ def answers_concurrently(handler: RequestHandler, message_type: str) -> bool:
 class BusRequests:
     """A request handler that dispatches each request on the bus that handles
     it, and answers :func:`ping_type` itself, at once. ``concurrent`` is the
-    query buses' message types, looked up live (see :func:`answers_concurrently`)."""
+    query buses' message types, looked up live (see :func:`answers_concurrently`).
 
-    def __init__(self, service: str, buses: Sequence[MessageBus[Any]]) -> None:
+    Several commands in hand at once are run by :meth:`many` in one unit of
+    work of ``applications`` (see :mod:`ordersys.unit_of_work`): what they
+    write is recorded in one transaction per application."""
+
+    def __init__(
+        self,
+        service: str,
+        buses: Sequence[MessageBus[Any]],
+        applications: Sequence[Application] = (),
+    ) -> None:
         self.service = service
         self.buses = tuple(buses)
+        self.applications = tuple(applications)
         self.ping = ping_type(service)
         self.concurrent = _Types(
             tuple(b for b in self.buses if isinstance(b, QueryBus))
         )
+        self.batches: CounterOf[str] = CounterOf()
+        """Batches run together (``together``), and those that could not be
+        recorded and were run again one command at a time (``apart``)."""
+
+    def many(self, envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
+        """A reply for each of ``envelopes``: commands run together, in their
+        order, then their replies once their writes are recorded; run again
+        one at a time if that fails. Queries among them, and a service
+        without applications, are answered one at a time."""
+        if not self.applications or any(
+            e.message_type in self.concurrent or e.message_type == self.ping
+            for e in envelopes
+        ):
+            return [reply_from(self, envelope) for envelope in envelopes]
+        ran = run_together(
+            self.applications,
+            [partial(outcome_of, self, envelope) for envelope in envelopes],
+        )
+        if ran is None:
+            self.batches["apart"] += 1
+            logger.info(
+                "%s: a batch of %d commands could not be recorded together; "
+                "running them one at a time",
+                self.service,
+                len(envelopes),
+            )
+            return [reply_from(self, envelope) for envelope in envelopes]
+        self.batches["together"] += 1
+        outcomes, resolve = ran
+        return [reply_of(resolve(outcome)) for outcome in outcomes]
 
     def __call__(self, envelope: Envelope) -> Any:
         if envelope.message_type == self.ping:
@@ -282,13 +381,20 @@ class _Types:
         return any(message_type in bus.message_types for bus in self.buses)
 
 
-def serve_bus(transport: Transport, service: str, *buses: MessageBus[Any]) -> None:
+def serve_bus(
+    transport: Transport,
+    service: str,
+    *buses: MessageBus[Any],
+    applications: Sequence[Application] = (),
+) -> None:
     """Answer ``service``'s requests by dispatching each on the bus that handles it
     (typically its command bus and its query bus). It also answers
     :func:`ping_type` itself, at once, whatever the buses handle. A transport
     may answer the queries (what a :class:`~ordersys.queries.QueryBus`
-    handles) concurrently; the rest one at a time, in order."""
-    transport.serve(service, BusRequests(service, buses))
+    handles) concurrently; the rest one at a time, in order, or, given the
+    ``applications`` the commands write to, several commands it has in hand
+    at once together, in one transaction (see :meth:`BusRequests.many`)."""
+    transport.serve(service, BusRequests(service, buses, applications))
 
 
 def route(message_type: str, routes: Mapping[str, str]) -> str:
@@ -345,4 +451,4 @@ class RpcSender:
             )
             for n, (command_type, payload, command_id) in enumerate(batch)
         ]
-        return self.transport.call_many(requests, self.timeout)
+        return self.transport.call_many(requests, self.timeout, commands=True)

@@ -8,12 +8,13 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ordersys.errors import RequestTimeout
+from ordersys.errors import OrdersysError, RequestTimeout
 from ordersys.transport import (
     Envelope,
     EventHandler,
     RequestHandler,
     Transport,
+    answered_here,
     handling,
     reply_from,
     result_of,
@@ -41,6 +42,27 @@ class MemoryTransport(Transport):
                 service=service,
             )
         return result_of(reply_from(handler, envelope))
+
+    def call_many(
+        self,
+        requests: Sequence[tuple[str, Envelope]],
+        timeout: float,
+        *,
+        commands: bool = False,  # noqa: ARG002 (answered together anyway)
+    ) -> list[Any | OrdersysError]:
+        """Each service's requests answered together (one transaction for
+        its commands, see :func:`~ordersys.transport.replies_from`)."""
+        here = answered_here(self._services, requests)
+        outcomes: list[Any | OrdersysError] = []
+        for n, (service, envelope) in enumerate(requests):
+            if n in here:
+                outcomes.append(here[n])
+                continue
+            try:
+                outcomes.append(self.call(service, envelope, timeout))
+            except OrdersysError as e:
+                outcomes.append(e)
+        return outcomes
 
     def serve(self, service: str, handler: RequestHandler) -> None:
         self._services[service] = handler

@@ -61,8 +61,10 @@ from ordersys.transport import (
     EventHandler,
     RequestHandler,
     Transport,
+    answered_here,
     answers_concurrently,
     handling,
+    replies_from,
     reply_from,
     result_of,
 )
@@ -333,14 +335,29 @@ class _Handback:
     waits on together with the broker's socket.
 
     ``in_flight`` counts the work handed out and not back yet; only the
-    consuming thread changes it (:meth:`expect`, :meth:`run`)."""
+    consuming thread changes it (:meth:`expect`, :meth:`run`).
 
-    def __init__(self) -> None:
+    The consuming thread may also hold deliveries back (:meth:`hold`) until
+    it has taken in everything the broker has sent so far: then ``release``
+    gets them all at once, with the channel (a batch of commands, say)."""
+
+    def __init__(self, release: Callable[[list[Any], Any], None] | None = None) -> None:
         self._work: deque[Work] = deque()
         self._wake, self._waker = socket.socketpair()
         self._wake.setblocking(False)
         self._waker.setblocking(False)
         self.in_flight = 0
+        self.held: list[Any] = []
+        self._release = release
+
+    def hold(self, item: Any) -> None:
+        """Keep ``item`` for the next release (consuming thread)."""
+        self.held.append(item)
+
+    def _release_held(self, channel: Any) -> None:
+        held, self.held = self.held, []
+        if held and self._release is not None:
+            self._release(held, channel)
 
     def fileno(self) -> int:
         return self._wake.fileno()
@@ -370,6 +387,7 @@ class _Handback:
         finish the work still out, for :data:`STOP_GRACE` at most."""
         while not stopping.is_set():
             self._next(connection, channel, 0.5)
+        self._release_held(channel)
         grace = time.monotonic() + STOP_GRACE
         while self.in_flight > 0 and (left := grace - time.monotonic()) > 0:
             self._next(connection, channel, min(left, 0.5))
@@ -381,6 +399,8 @@ class _Handback:
         handed back, and handle what came."""
         amqp_connection = connection.connection
         transport = amqp_connection.transport
+        if self.held and not _buffered(transport) and not _readable(transport.sock):
+            self._release_held(channel)
         if not _buffered(transport):
             ready, _, _ = select.select([transport.sock, self], [], [], timeout)
             if self in ready:
@@ -413,6 +433,30 @@ def _buffered(transport: Any) -> bool:
     the socket may then have nothing more to read."""
     pending = getattr(transport.sock, "pending", None)
     return bool(transport._read_buffer) or bool(pending is not None and pending())
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether the broker has sent bytes that wait on ``sock``."""
+    ready, _, _ = select.select([sock], [], [], 0)
+    return bool(ready)
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A request message held back to be answered with others: one request,
+    or a batch of them (``batch``), which is answered with one message."""
+
+    envelopes: list[Envelope]
+    message: KombuMessage
+    batch: bool
+
+    def encode(self, replies: list[bytes | None]) -> bytes | None:
+        """The reply message's body; None (no reply) if its caller gave up."""
+        if not self.batch:
+            return replies[0]
+        if any(reply is None for reply in replies):
+            return None
+        return b'{"replies":[' + b",".join(r for r in replies if r) + b"]}"
 
 
 def _gave_up(envelope: Envelope) -> bool:
@@ -469,16 +513,29 @@ class _Sent:
     deadline: float
     """When their caller stops waiting (on the monotonic clock)."""
     channel: _ReplyChannel | None = None
-    correlation_ids: list[str] = field(default_factory=list)
+    slots: list[tuple[str, int | None]] = field(default_factory=list)
+    """For each request, the correlation id of the message it went in, and
+    its place in that message if it is a batch."""
     failure: InfrastructureUnavailable | None = None
 
 
-def _outcome(reply: bytes) -> Any | OrdersysError:
-    """The result in a reply, or its error as the typed exception."""
-    decoded = orjson.loads(reply)
-    if decoded.get("error") is not None:
-        return error_from_dict(decoded["error"])
-    return decoded.get("result")
+def _request_body(envelopes: list[Envelope]) -> dict[str, Any]:
+    """One request, or a batch of them (each with its headers)."""
+    if len(envelopes) == 1:
+        return {"message_type": envelopes[0].message_type, "body": envelopes[0].body}
+    return {
+        "batch": [
+            {"message_type": e.message_type, "body": e.body, "headers": e.headers}
+            for e in envelopes
+        ]
+    }
+
+
+def _outcome(reply: dict[str, Any]) -> Any | OrdersysError:
+    """The result in a decoded reply, or its error as the typed exception."""
+    if reply.get("error") is not None:
+        return error_from_dict(reply["error"])
+    return reply.get("result")
 
 
 class KombuTransport(Transport):
@@ -617,11 +674,16 @@ class KombuTransport(Transport):
             return outcome
 
     def call_many(
-        self, requests: Sequence[tuple[str, Envelope]], timeout: float
+        self,
+        requests: Sequence[tuple[str, Envelope]],
+        timeout: float,
+        *,
+        commands: bool = False,
     ) -> list[Any | OrdersysError]:
         """All the requests to other processes go out in one write on this
-        thread's connection, then those to services served here are answered
-        in process, then the others' replies are taken in as they come. Each
+        thread's connection (with ``commands``, a service's several in one
+        message), then those to services served here are answered in
+        process, then the others' replies are taken in as they come. Each
         request's client span covers its sending, not the wait."""
         outcomes: list[Any | OrdersysError] = [None] * len(requests)
         remote: list[int] = []
@@ -632,14 +694,9 @@ class KombuTransport(Transport):
                 pass
             if service not in self._served:
                 remote.append(n)
-        sent = self._send([requests[n] for n in remote], timeout)
-        for n, (service, envelope) in enumerate(requests):
-            handler = self._served.get(service)
-            if handler is not None:
-                try:
-                    outcomes[n] = result_of(reply_from(handler, envelope))
-                except OrdersysError as e:
-                    outcomes[n] = e
+        sent = self._send([requests[n] for n in remote], timeout, batch=commands)
+        for n, outcome in answered_here(self._served, requests).items():
+            outcomes[n] = outcome
         for n, outcome in zip(remote, self._receive(sent), strict=True):
             outcomes[n] = outcome
         return outcomes
@@ -649,31 +706,55 @@ class KombuTransport(Transport):
     ) -> list[Any | OrdersysError]:
         return self._receive(self._send(requests, timeout))
 
-    def _send(self, requests: list[tuple[str, Envelope]], timeout: float) -> _Sent:
+    def _send(
+        self,
+        requests: list[tuple[str, Envelope]],
+        timeout: float,
+        *,
+        batch: bool = False,
+    ) -> _Sent:
         """Publish ``requests`` (already traced) at once on this thread's
-        connection."""
+        connection; with ``batch``, a service's requests in one message when
+        there are several (answered in order, with one message)."""
         sent = _Sent(requests, timeout, time.monotonic() + timeout)
         if not requests:
             return sent
         deadline = time.time() + timeout
-        # Encoded first: a body that cannot be is the caller's bug, not the broker's.
-        bodies = [
-            _encode({"message_type": e.message_type, "body": e.body})
-            for _, e in requests
+        by_service: dict[str, list[int]] = {}
+        for n, (service, _) in enumerate(requests):
+            by_service.setdefault(service, []).append(n)
+        groups = [
+            (service, part)
+            for service, indexes in by_service.items()
+            for part in ([indexes] if batch else [[n] for n in indexes])
         ]
+        # Encoded first: a body that cannot be is the caller's bug, not the broker's.
+        messages = [
+            (
+                service,
+                indexes,
+                _encode(_request_body([requests[n][1] for n in indexes])),
+            )
+            for service, indexes in groups
+        ]
+        sent.slots = [("", None)] * len(requests)
         try:
             sent.channel = channel = self._reply_channel()
-            for service, _ in requests:
+            for service in by_service:
                 if service not in channel.declared:
                     self.service_queue(service)(channel.channel).declare()
                     channel.declared.add(service)
             with channel.writes.gathered():
-                for (service, envelope), body in zip(requests, bodies, strict=True):
-                    correlation_id = envelope.headers.get("message_id") or ""
+                for service, indexes, body in messages:
+                    single = requests[indexes[0]][1] if len(indexes) == 1 else None
+                    correlation_id = (
+                        single.headers.get("message_id", "") if single else ""
+                    )
                     if not correlation_id or correlation_id in channel.awaiting:
                         correlation_id = str(uuid.uuid4())
                     channel.awaiting.add(correlation_id)
-                    sent.correlation_ids.append(correlation_id)
+                    for place, n in enumerate(indexes):
+                        sent.slots[n] = (correlation_id, None if single else place)
                     message = amqp.Message(
                         body,
                         content_type=JSON,
@@ -681,7 +762,7 @@ class KombuTransport(Transport):
                         # A deadline, not a TTL: the queue would dead-letter an
                         # expired request, and a service that was away is no poison.
                         application_headers={
-                            **envelope.headers,
+                            **(single.headers if single else {}),
                             DEADLINE_HEADER: deadline,
                         },
                         reply_to=REPLY_TO,
@@ -697,26 +778,30 @@ class KombuTransport(Transport):
         """The outcome of each request ``sent``, once all replies are in or
         its deadline has passed."""
         channel = sent.channel
+        correlation_ids = {c for c, _ in sent.slots if c}
         try:
             if channel is not None and sent.failure is None:
-                channel.wait(set(sent.correlation_ids), sent.deadline)
+                channel.wait(set(correlation_ids), sent.deadline)
         except Exception as e:
             sent.failure = self._unavailable(e)
-        replies: dict[str, bytes] = {}
+        replies: dict[str, Any] = {}
         if channel is not None:
-            channel.awaiting.difference_update(sent.correlation_ids)
-            for correlation_id in sent.correlation_ids:
+            channel.awaiting.difference_update(correlation_ids)
+            for correlation_id in correlation_ids:
                 reply = channel.replies.pop(correlation_id, None)
                 if reply is not None:
-                    replies[correlation_id] = reply
+                    replies[correlation_id] = orjson.loads(reply)
             if sent.failure is not None:
                 self._drop(channel)
         outcomes: list[Any | OrdersysError] = []
-        for n, (service, envelope) in enumerate(sent.requests):
-            ids = sent.correlation_ids
-            reply = replies.get(ids[n]) if n < len(ids) else None
+        for (service, envelope), (correlation_id, place) in zip(
+            sent.requests, sent.slots or [("", None)] * len(sent.requests), strict=True
+        ):
+            reply = replies.get(correlation_id)
             if reply is not None:
-                outcomes.append(_outcome(reply))
+                outcomes.append(
+                    _outcome(reply if place is None else reply["replies"][place])
+                )
             elif sent.failure is not None:
                 outcomes.append(sent.failure)
             else:
@@ -733,36 +818,63 @@ class KombuTransport(Transport):
         """Answer ``service``'s requests: those ``handler`` lets be answered
         concurrently on a pool of :attr:`request_concurrency` threads, the
         others in order on the consuming thread, which writes every reply."""
-        # A reply and its request's ack go out in one write per connection.
+        # Replies and their requests' acks go out in one write per connection.
         writes: WeakKeyDictionary[Any, _Writes] = WeakKeyDictionary()
-        handback = _Handback()
-        pool = ThreadPoolExecutor(
-            self.request_concurrency, thread_name_prefix=f"{service}-queries"
-        )
-        self._pools.append((pool, handback))
 
-        def answer(message: KombuMessage, reply: bytes | None, channel: Any) -> None:
-            """Reply (unless ``reply`` is None) and ack, on the consuming thread."""
-            if message.channel is not channel:
-                return  # taken on a lost connection: the broker delivers it again
+        def answer_all(
+            answers: Sequence[tuple[KombuMessage, bytes | None]], channel: Any
+        ) -> None:
+            """Reply (unless a reply is None) and ack, on the consuming thread."""
             gathering = writes.get(channel)
             if gathering is None:
                 gathering = writes[channel] = _Writes(channel)
             with gathering.gathered():
-                reply_to = message.properties.get("reply_to")
-                if reply_to and reply is not None:
-                    _publish(
-                        channel,
-                        "",
-                        reply_to,
-                        amqp.Message(
-                            reply,
-                            content_type=JSON,
-                            content_encoding="utf-8",
-                            correlation_id=message.properties.get("correlation_id"),
-                        ),
-                    )
-                message.ack()
+                for message, reply in answers:
+                    if message.channel is not channel:
+                        continue  # taken on a lost connection: delivered again
+                    reply_to = message.properties.get("reply_to")
+                    if reply_to and reply is not None:
+                        _publish(
+                            channel,
+                            "",
+                            reply_to,
+                            amqp.Message(
+                                reply,
+                                content_type=JSON,
+                                content_encoding="utf-8",
+                                correlation_id=message.properties.get("correlation_id"),
+                            ),
+                        )
+                    message.ack()
+
+        def answer(message: KombuMessage, reply: bytes | None, channel: Any) -> None:
+            answer_all([(message, reply)], channel)
+
+        def answer_held(held: list[_Held], channel: Any) -> None:
+            """The commands taken in together, run together if ``handler``
+            can (see :func:`~ordersys.transport.replies_from`), else one at a
+            time; those whose caller gave up are acked unanswered."""
+            held = [h for h in held if h.message.channel is channel]
+            if not hasattr(handler, "many"):
+                for request in held:
+                    each = [reply_for(e) for e in request.envelopes]
+                    answer(request.message, request.encode(each), channel)
+                return
+            live = [h for h in held if not _gave_up(h.envelopes[0])]
+            replies = iter(
+                replies_from(handler, [e for h in live for e in h.envelopes])
+            )
+            answered = {
+                id(h): h.encode([_encode(next(replies)) for _ in h.envelopes])
+                for h in live
+            }
+            answer_all([(h.message, answered.get(id(h))) for h in held], channel)
+
+        handback = _Handback(answer_held)
+        pool = ThreadPoolExecutor(
+            self.request_concurrency, thread_name_prefix=f"{service}-queries"
+        )
+        self._pools.append((pool, handback))
 
         def reply_for(envelope: Envelope) -> bytes | None:
             if _gave_up(envelope):
@@ -782,14 +894,17 @@ class KombuTransport(Transport):
             if self._stopping.is_set():
                 message.requeue()  # for another replica, or this one's restart
                 return
-            envelope = self._envelope(service, body, message, producer)
-            if envelope is None:
+            envelopes = self._envelopes(service, body, message, producer)
+            if not envelopes:
                 return
-            if answers_concurrently(handler, envelope.message_type):
+            if "batch" not in body and answers_concurrently(
+                handler, envelopes[0].message_type
+            ):
                 handback.expect()
-                pool.submit(in_pool, envelope, message)
+                pool.submit(in_pool, envelopes[0], message)
             else:
-                answer(message, reply_for(envelope), producer.channel)
+                # Answered once everything delivered so far is in, together.
+                handback.hold(_Held(envelopes, message, batch="batch" in body))
 
         self._served[service] = handler
         self._consume(
@@ -801,13 +916,21 @@ class KombuTransport(Transport):
             handback=handback,
         )
 
-    def _envelope(
+    def _envelopes(
         self, service: str, body: Any, message: KombuMessage, producer: Producer
-    ) -> Envelope | None:
-        """The request ``message`` holds; None for a malformed one, which is
-        dead-lettered."""
+    ) -> list[Envelope]:
+        """The requests ``message`` holds (a batch holds several, each with
+        its own headers); none for a malformed one, which is dead-lettered."""
         try:
-            return Envelope(body["message_type"], body["body"], _headers(message))
+            headers = _headers(message)
+            if "batch" in body:
+                if not body["batch"]:
+                    raise KeyError("batch")
+                return [
+                    Envelope(r["message_type"], r["body"], {**headers, **r["headers"]})
+                    for r in body["batch"]
+                ]
+            return [Envelope(body["message_type"], body["body"], headers)]
         except (KeyError, TypeError):
             reason = f"malformed request: {str(body)[:200]!r}"
             logger.error("%s: dead-lettered: %s", service, reason)
@@ -822,7 +945,7 @@ class KombuTransport(Transport):
                 delivery_mode=2,
             )
             message.ack()
-            return None
+            return []
 
     def publish(self, routing_key: str, envelope: Envelope) -> None:
         with self._publisher_lock:

@@ -40,6 +40,9 @@ class Catalog(Application):
     # grows by two events an order: replaying it each time costs more with
     # every order (42 ms a reserve and commit after 700 orders of two products).
     aggregate_cache_size = 10_000
+    # Not trusted as it is (aggregate_cache_trusted): a replica's stale copy
+    # could let a commit find no reservation and write nothing, or reserve
+    # a product discontinued elsewhere.
 
     def inventory(self, product_id: UUID) -> Inventory:
         return self.get(Inventory, inventory_id(product_id))

@@ -34,6 +34,12 @@ from ordersys.shop.orders.projections import OrderDetails
 
 class Orders(Application):
     aggregate_types = (Order,)
+    # Placed, then moved on by the saga within a second: kept in memory, a
+    # status change needs no read. Trusted as it is, because every handler
+    # whose decision depends on a state that changes writes: a replica's
+    # stale copy is refused at that write, and the retry reads the store.
+    aggregate_cache_size = 10_000
+    aggregate_cache_trusted = True
 
 
 def register_handlers(bus: CommandBus, orders: Orders) -> None:
