@@ -535,12 +535,18 @@ class Together:
         ]
 
 
-def test_commands_sent_together_travel_as_one_message_and_are_answered_together(
-    apart: tuple[KombuTransport, KombuTransport],
-) -> None:
-    server, caller = apart
+@pytest.fixture
+def together(apart: tuple[KombuTransport, KombuTransport]) -> Together:
+    """A ``Together`` handler served by the server of ``apart``."""
     handler = Together()
-    server.serve("together", handler)
+    apart[0].serve("together", handler)
+    return handler
+
+
+def test_commands_sent_together_travel_as_one_message_and_are_answered_together(
+    apart: tuple[KombuTransport, KombuTransport], together: Together
+) -> None:
+    caller, handler = apart[1], together
 
     # When five commands, one of which is refused, are sent at once
     outcomes = caller.call_many(
@@ -557,11 +563,9 @@ def test_commands_sent_together_travel_as_one_message_and_are_answered_together(
 
 
 def test_requests_delivered_together_are_handed_over_together(
-    apart: tuple[KombuTransport, KombuTransport],
+    apart: tuple[KombuTransport, KombuTransport], together: Together
 ) -> None:
-    server, caller = apart
-    handler = Together()
-    server.serve("together", handler)
+    caller, handler = apart[1], together
     requests = [("together", Envelope.new("together.n", {"n": n})) for n in range(40)]
 
     # When forty requests are sent at once, each as a message of its own

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 import orjson
@@ -456,7 +456,7 @@ class _Held:
             return replies[0]
         if any(reply is None for reply in replies):
             return None
-        return b'{"replies":[' + b",".join(r for r in replies if r) + b"]}"
+        return b'{"replies":[' + b",".join(cast(list[bytes], replies)) + b"]}"
 
 
 def _gave_up(envelope: Envelope) -> bool:
@@ -795,7 +795,7 @@ class KombuTransport(Transport):
                 self._drop(channel)
         outcomes: list[Any | OrdersysError] = []
         for (service, envelope), (correlation_id, place) in zip(
-            sent.requests, sent.slots or [("", None)] * len(sent.requests), strict=True
+            sent.requests, sent.slots, strict=True
         ):
             reply = replies.get(correlation_id)
             if reply is not None:
