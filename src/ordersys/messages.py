@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ordersys.errors import InvalidInput
+
+T = TypeVar("T")
 
 
 class Message(BaseModel):
@@ -37,11 +39,7 @@ class Message(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _storable(cls, value: Any) -> Any:
-        # PostgreSQL's text and jsonb cannot hold U+0000: a message carrying
-        # it would be accepted, then stop every read model it reaches.
-        if _holds_nul(value):
-            raise ValueError("must not contain the NUL character (\\u0000)")
-        return value
+        return refuse_nul(value)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -56,6 +54,16 @@ class Message(BaseModel):
             return cls.model_validate(data)
         except ValidationError as e:
             raise invalid_input(cls.message_type, e) from None
+
+
+def refuse_nul(value: T) -> T:
+    """``value``; ValueError if it, or a string in it, holds U+0000.
+
+    PostgreSQL's text and jsonb cannot hold that character: a message carrying
+    it would be accepted, then stop every read model it reaches."""
+    if _holds_nul(value):
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    return value
 
 
 def _holds_nul(value: Any) -> bool:

@@ -50,7 +50,14 @@ class Settings(BaseSettings):
     postgres_schema: str = Field(
         "", description="Schema for events; empty means one named after the app."
     )
-    postgres_pool_size: int = Field(5, ge=1)
+    postgres_pool_size: int = Field(
+        1,
+        ge=1,
+        description="Connections each application keeps open. A pool opens more "
+        "under load (up to the overflow) and closes them after 10 idle minutes: "
+        "a low floor keeps a deployment of many replicas inside PostgreSQL's "
+        "100 connections.",
+    )
     postgres_max_overflow: int = Field(10, ge=0)
     postgres_connect_timeout: int = Field(5, ge=1)
     postgres_notify: bool = Field(

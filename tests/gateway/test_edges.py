@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -265,6 +266,39 @@ def test_text_with_a_nul_character_is_422_and_the_read_models_go_on(
     )
     assert read.status_code == 200, read.text
     assert read.json()["status"] == "CANCELLED"
+
+
+def test_every_text_a_client_sends_refuses_nul_in_the_document_and_at_the_gateway(
+    system: System, ann: User
+) -> None:
+    # Given the OpenAPI document's request bodies (they forbid unknown fields)
+    schemas = system.client().get("/openapi.json").json()["components"]["schemas"]
+    texts = {
+        f"{name}.{field}": spec.get("pattern")
+        for name, schema in schemas.items()
+        if schema.get("additionalProperties") is False
+        for field, spec in schema["properties"].items()
+        if spec.get("type") == "string" and "enum" not in spec and "format" not in spec
+    }
+    # When ann changes her name to one holding U+0000
+    renamed = ann.client.patch(
+        "/users/me", headers=ann.headers(), json={"name": "Ann\u0000Smith"}
+    )
+
+    # Then every free text field has a pattern that a NUL does not match ...
+    assert {"ProfileChange.name", "Cancellation.reason", "Registration.email"} <= set(
+        texts
+    )
+    refusing = {
+        field
+        for field, pattern in texts.items()
+        if pattern and not re.search(pattern, "a\u0000b@c.d")
+    }
+    assert refusing == set(texts)
+    # ... and the gateway refuses it itself, saying why
+    problem = problem_of(renamed, 422, "invalid_input")
+    assert fields_of(problem) == {"name"}
+    assert "NUL character" in problem["detail"]
 
 
 def test_health(system: System) -> None:

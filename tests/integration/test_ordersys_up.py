@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from ordersys.settings import Settings
 from ordersys.shop.system import SHOP
+from tests.conftest import TEST_DATABASE
 from tests.integration.test_transport_rabbitmq import delete_topology
 from tests.servers import PrivateRabbitMQ, free_port
 
@@ -39,7 +41,7 @@ def environment(pg_settings: Settings) -> Iterator[dict[str, str]]:
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     yield {
         **os.environ,
-        "ORDERSYS_POSTGRES_DBNAME": "ordersys_test",
+        "ORDERSYS_POSTGRES_DBNAME": TEST_DATABASE,
         "ORDERSYS_POSTGRES_SCHEMA": pg_settings.postgres_schema,
         "ORDERSYS_MESSAGING_PREFIX": prefix,
         "ORDERSYS_PAYMENT_DECLINE_RATE": "0.3",
@@ -103,6 +105,20 @@ class Output:
 
     def rest(self, within: float) -> list[str]:
         return self.until("\0", within)
+
+
+def connections_by_process() -> dict[str, int]:
+    """The test database's connections, by the application name libpq gave
+    them (each service process names its own)."""
+    with psycopg.connect(
+        "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
+    ) as conn:
+        rows = conn.execute(
+            "SELECT application_name, count(*) FROM pg_stat_activity "
+            "WHERE datname = %s GROUP BY 1",
+            (TEST_DATABASE,),
+        ).fetchall()
+    return {name: count for name, count in rows if name.split("#")[0] in SHOP.names}
 
 
 def alive_in_group(pgid: int) -> list[int]:
@@ -402,6 +418,7 @@ def test_replicas_run_as_processes_of_their_own_and_share_the_orders(
     started = output.until("all services ready", within=600)
     banner = output.until("Ctrl-C stops everything", within=30)
     running = command_lines(alive_in_group(up.pid))
+    held = connections_by_process()
     (api_line,) = [line for line in banner if line.startswith("API: ")]
     apis = re.findall(r"http://[0-9.]+:\d+", api_line)
     metrics = {  # in the order they start, as the banner names them
@@ -419,6 +436,7 @@ def test_replicas_run_as_processes_of_their_own_and_share_the_orders(
     said = "".join(started + banner + demo + output.rest(within=10))
     print(said)
     print(f"every process exited {took} s after SIGINT")
+    print(f"PostgreSQL connections, by process: {held}")
 
     # Then each replica is a process of its own, with a name of its own ...
     for name, count in REPLICATED.items():
@@ -438,6 +456,10 @@ def test_replicas_run_as_processes_of_their_own_and_share_the_orders(
     expected = ", ".join(f"{name} {port}" for name, port in metrics.items())
     assert f"metrics of the replicas: {expected}\n" in banner
     assert answering == dict.fromkeys(metrics, True)
+    # ... its own PostgreSQL connections, named after it, few enough that the
+    # server's 100 leave room for more replicas and for other work ...
+    assert {"orders#1", "orders#2", "catalog#1", "catalog#2", "payments"} <= set(held)
+    assert sum(held.values()) <= 50, held
     # ... and the two gateways, on ports of their own, accept each other's tokens
     assert len(set(apis)) == 2, banner
     assert shared_key

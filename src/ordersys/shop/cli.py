@@ -172,6 +172,8 @@ def run(
         raise InvalidInput(msg, field="service")
     # A replica of `ordersys up --replicas` says which one it is (orders#2).
     name = replica_name(service, os.environ)
+    # libpq names each connection after it: pg_stat_activity shows who holds which.
+    os.environ.setdefault("PGAPPNAME", name)
     settings = load_shop_settings()
     configure_logging(settings.log_level, settings.log_format, service=name)
     if settings.otlp_endpoint:

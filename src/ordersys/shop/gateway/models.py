@@ -5,10 +5,12 @@ come from the catalog, the owner from the token."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+
+from ordersys.messages import refuse_nul
 
 Status = Literal[
     "PENDING", "SUBMITTED", "CONFIRMED", "CANCELLED", "SHIPPED", "DELIVERED"
@@ -25,6 +27,16 @@ encode it (a 500, not a 422); and a bound of 2**63 - 1 reads as 2**63 to JSON
 schema tools that compare in floats, so it is the largest exact one."""
 
 
+Text = Annotated[
+    str,
+    AfterValidator(refuse_nul),
+    Field(json_schema_extra={"pattern": r"^[^\x00]*$"}),
+]
+"""Free text a client sends: the services refuse U+0000 (PostgreSQL cannot
+store it), so the gateway does too, with the same message, and its OpenAPI
+document says so with a pattern."""
+
+
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
     return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
 
@@ -39,7 +51,9 @@ def _out(*examples: dict[str, Any]) -> ConfigDict:
 # The users service's rule for an email address, spelled so that Python's,
 # pydantic's and the OpenAPI document's (ECMAScript) regular expressions agree on
 # it: their \s differ on \x1c-\x1f and on \x85 (NEL), so those are named.
-EMAIL_PATTERN = r"^[^@\s\x1c-\x1f\x85]+@[^@\s\x1c-\x1f\x85]+\.[^@\s\x1c-\x1f\x85]+$"
+EMAIL_PATTERN = (
+    r"^[^@\s\x00\x1c-\x1f\x85]+@[^@\s\x00\x1c-\x1f\x85]+\.[^@\s\x00\x1c-\x1f\x85]+$"
+)
 
 
 class Registration(BaseModel):
@@ -48,8 +62,8 @@ class Registration(BaseModel):
     )
 
     email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
-    name: str = Field(min_length=1, max_length=100)
-    password: str = Field(min_length=8, max_length=200)
+    name: Text = Field(min_length=1, max_length=100)
+    password: Text = Field(min_length=8, max_length=200)
 
 
 class NewUser(Registration):
@@ -70,14 +84,14 @@ class NewUser(Registration):
 class Login(BaseModel):
     model_config = _examples({"email": _EMAIL, "password": "correct horse battery"})
 
-    email: str = Field(min_length=1, max_length=254)
-    password: str = Field(min_length=1, max_length=200)
+    email: Text = Field(min_length=1, max_length=254)
+    password: Text = Field(min_length=1, max_length=200)
 
 
 class Refresh(BaseModel):
     model_config = _examples({"refresh_token": "eyJhbGciOiJIUzI1NiIs..."})
 
-    refresh_token: str = Field(min_length=1, max_length=4096)
+    refresh_token: Text = Field(min_length=1, max_length=4096)
 
 
 class TokenPair(BaseModel):
@@ -117,7 +131,7 @@ class Profile(BaseModel):
 class ProfileChange(BaseModel):
     model_config = _examples({"name": "Ann Jones"})
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
 
 
 # -- what a write produced ----------------------------------------------------
@@ -180,7 +194,7 @@ class NewProduct(BaseModel):
     )
 
     sku: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     price_cents: int = Field(gt=0, le=100_000_000)
     currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
     stock: int = Field(0, ge=0, le=1_000_000)
@@ -257,7 +271,7 @@ class Submission(BaseModel):
 class Cancellation(BaseModel):
     model_config = _examples({"reason": "changed my mind", "expected_version": 2}, {})
 
-    reason: str = Field("cancelled by the customer", min_length=1, max_length=500)
+    reason: Text = Field("cancelled by the customer", min_length=1, max_length=500)
     expected_version: int | None = Field(None, ge=1, le=LARGEST)
 
 
