@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import secrets
-import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -37,6 +36,7 @@ from ordersys.shop.gateway.composition import GatewayService
 from ordersys.shop.settings import ShopSettings, load_shop_settings
 from ordersys.shop.system import SHOP
 from ordersys.shop.teardown_command import teardown
+from ordersys.signals import stop_on_signals
 from ordersys.startup import servers_needed, when_available
 from ordersys.terminal import console
 
@@ -98,13 +98,6 @@ def doctor(
         checks = run_checks(settings)
     _print_checks(checks)
     return 0 if all(c.ok for c in checks) else 1
-
-
-def stop_on_signals(stopping: threading.Event) -> None:
-    """Ctrl-C and SIGTERM set ``stopping``, also where SIGINT was inherited as
-    ignored (a background job of a non-interactive shell)."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
 
 
 def say(line: str) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from ordersys.shop.demo import run_demo
 from ordersys.shop.gateway.composition import GatewayService
 from ordersys.shop.settings import ShopSettings, load_shop_settings
 from ordersys.shop.system import SHOP
+from ordersys.signals import stop_on_signals
 from ordersys.system import Embedded
 
 logger = logging.getLogger("ordersys.shop.embedded")
@@ -113,8 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format, service="embedded")
     stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+    stop_on_signals(stopping)
 
     def ready(url: str) -> None:
         print(f"ordersys embedded: API at {url} (data in {args.data_dir})", flush=True)

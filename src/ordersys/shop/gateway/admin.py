@@ -13,7 +13,7 @@ from ordersys.errors import NotFound
 from ordersys.messaging.consumer import registered_queues
 from ordersys.messaging.dlq import DeadLetters
 from ordersys.shop.gateway.auth import admin_user
-from ordersys.shop.gateway.context import call, gateway, written
+from ordersys.shop.gateway.context import call, command, gateway, written
 from ordersys.shop.gateway.models import (
     LARGEST,
     Analytics,
@@ -50,7 +50,7 @@ READ = responses(401, 403, 404, 422, 429, 503, 504)
     responses=WRITE,
 )
 async def create_user(body: NewUser, request: Request) -> Any:
-    reply = await call(
+    reply = await command(
         request,
         "user.create",
         email=body.email,
@@ -69,7 +69,7 @@ async def create_user(body: NewUser, request: Request) -> Any:
     responses=WRITE,
 )
 async def create_product(body: NewProduct, request: Request, response: Response) -> Any:
-    reply = await call(request, "product.create", **body.model_dump())
+    reply = await command(request, "product.create", **body.model_dump())
     response.headers["Location"] = f"/products/{reply['product_id']}"
     return reply
 
@@ -81,7 +81,7 @@ async def create_product(body: NewProduct, request: Request, response: Response)
     responses=WRITE,
 )
 async def add_stock(product_id: UUID, body: StockAddition, request: Request) -> Any:
-    available = await call(
+    available = await command(
         request,
         "product.updateInventory",
         product_id=str(product_id),
@@ -97,7 +97,7 @@ async def add_stock(product_id: UUID, body: StockAddition, request: Request) -> 
     responses=WRITE,
 )
 async def change_price(product_id: UUID, body: PriceChange, request: Request) -> Any:
-    reply = await call(
+    reply = await command(
         request,
         "product.changePrice",
         product_id=str(product_id),
@@ -113,7 +113,7 @@ async def change_price(product_id: UUID, body: PriceChange, request: Request) ->
     responses=WRITE,
 )
 async def discontinue(product_id: UUID, request: Request) -> Any:
-    reply = await call(request, "product.discontinue", product_id=str(product_id))
+    reply = await command(request, "product.discontinue", product_id=str(product_id))
     return written(reply)
 
 
@@ -167,7 +167,7 @@ async def any_order(
     responses=WRITE,
 )
 async def ship(order_id: UUID, request: Request) -> Any:
-    return written(await call(request, "order.ship", order_id=str(order_id)))
+    return written(await command(request, "order.ship", order_id=str(order_id)))
 
 
 @router.post(
@@ -177,7 +177,7 @@ async def ship(order_id: UUID, request: Request) -> Any:
     responses=WRITE,
 )
 async def deliver(order_id: UUID, request: Request) -> Any:
-    return written(await call(request, "order.deliver", order_id=str(order_id)))
+    return written(await command(request, "order.deliver", order_id=str(order_id)))
 
 
 @router.get(

@@ -11,7 +11,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ordersys.errors import InfrastructureUnavailable, RequestTimeout
+from ordersys.errors import InfrastructureUnavailable, OrdersysError, RequestTimeout
+from ordersys.shop.gateway.gathering import Gathering
 from ordersys.shop.routes import service_for
 from ordersys.transport import Envelope, Transport
 
@@ -33,25 +34,56 @@ class Backend:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: set[asyncio.Future[Any]] = set()
         self._stopping = False
+        self._commands: Gathering[tuple[str, Envelope]] = Gathering(self._send_commands)
 
     async def call(self, message_type: str, request_id: str, **body: Any) -> Any:
         """The service's reply to ``message_type`` with ``body``; raises the
         typed error it answered with (or :class:`RequestTimeout`)."""
         envelope = Envelope.new(message_type, body, correlation_id=request_id)
         service = service_for(message_type)
+        await self._unless_down(service)
+        try:
+            return await self.run(self.transport.call, service, envelope, self.timeout)
+        except RequestTimeout as e:
+            raise await self._timed_out(service, e) from None
+
+    async def command(self, message_type: str, request_id: str, **body: Any) -> Any:
+        """:meth:`call` for a command. The commands of concurrent requests go
+        out together: a service's travel as one message, which it answers in
+        one unit of work (:meth:`~ordersys.transport.Transport.call_many`)."""
+        envelope = Envelope.new(message_type, body, correlation_id=request_id)
+        service = service_for(message_type)
+        await self._unless_down(service)
+        try:
+            return await self._commands((service, envelope))
+        except RequestTimeout as e:
+            raise await self._timed_out(service, e) from None
+
+    async def _send_commands(
+        self, requests: list[tuple[str, Envelope]]
+    ) -> list[Any | OrdersysError]:
+        outcomes: list[Any | OrdersysError] = await self.run(
+            functools.partial(self.transport.call_many, commands=True),
+            requests,
+            self.timeout,
+        )
+        return outcomes
+
+    async def _unless_down(self, service: str) -> None:
         if self._down_until.get(service, 0.0) > time.monotonic():
             # Found down a moment ago: ask the broker (milliseconds) rather
             # than wait out another timeout.
             if await self.run(self.is_down, service):
                 raise self._down(service)
             self._down_until.pop(service, None)
-        try:
-            return await self.run(self.transport.call, service, envelope, self.timeout)
-        except RequestTimeout:
-            if await self.run(self.is_down, service):
-                self._down_until[service] = time.monotonic() + DOWN_MEMORY
-                raise self._down(service) from None
-            raise
+
+    async def _timed_out(self, service: str, timeout: RequestTimeout) -> Exception:
+        """What a request to ``service`` that timed out answers: 503 if no
+        instance of it is running (remembered for a while), else ``timeout``."""
+        if await self.run(self.is_down, service):
+            self._down_until[service] = time.monotonic() + DOWN_MEMORY
+            return self._down(service)
+        return timeout
 
     def _down(self, service: str) -> InfrastructureUnavailable:
         return InfrastructureUnavailable(

@@ -44,6 +44,14 @@ async def call(request: Request, message_type: str, **body: Any) -> Any:
     )
 
 
+async def command(request: Request, message_type: str, **body: Any) -> Any:
+    """Send the command ``message_type`` to its service on behalf of
+    ``request``, together with those of concurrent requests."""
+    return await gateway(request).backend.command(
+        message_type, request_id_of(request.scope), **body
+    )
+
+
 def written(reply: dict[str, Any]) -> Written:
     """A service's ``Written`` reply as the API shows it."""
     return Written(

@@ -30,6 +30,7 @@ from ordersys.shop.gateway.context import (
     cached,
     call,
     caught_up,
+    command,
     gateway,
     written,
 )
@@ -223,7 +224,7 @@ async def place_order(
     body: NewOrder, request: Request, response: Response, user: Principal = CUSTOMER
 ) -> Any:
     lines = await priced(request, body.items, "items")
-    command: dict[str, Any] = {
+    order: dict[str, Any] = {
         "customer_id": user.subject,
         "lines": lines,
         "submit": body.submit,
@@ -232,8 +233,8 @@ async def place_order(
     if order_id is not None:
         # A retry whose first answer was lost gets the first one's (the orders
         # service places nothing twice under one id).
-        command["order_id"] = str(order_id)
-    result = written(await call(request, "order.create", **command))
+        order["order_id"] = str(order_id)
+    result = written(await command(request, "order.create", **order))
     gw = gateway(request)
     # Without it, the read model answers for the order once it has caught up.
     with contextlib.suppress(RedisError):
@@ -300,7 +301,7 @@ async def add_item(
 ) -> Any:
     await check_owner(request, order_id, user)
     (line,) = await priced(request, [body], "body")
-    reply = await call(
+    reply = await command(
         request,
         "order.addItem",
         order_id=str(order_id),
@@ -324,7 +325,7 @@ async def remove_item(
     user: Principal = CUSTOMER,
 ) -> Any:
     await check_owner(request, order_id, user)
-    reply = await call(
+    reply = await command(
         request,
         "order.removeItem",
         order_id=str(order_id),
@@ -348,7 +349,7 @@ async def submit(
     user: Principal = CUSTOMER,
 ) -> Any:
     await check_owner(request, order_id, user)
-    reply = await call(
+    reply = await command(
         request,
         "order.submit",
         order_id=str(order_id),
@@ -371,7 +372,7 @@ async def cancel(
 ) -> Any:
     await check_owner(request, order_id, user)
     body = body or Cancellation()
-    reply = await call(
+    reply = await command(
         request,
         "order.cancel",
         order_id=str(order_id),

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from ordersys.errors import InfrastructureUnavailable, Unauthenticated
 from ordersys.settings import address_of
 from ordersys.shop.gateway.auth import Principal, current_user
-from ordersys.shop.gateway.context import call, gateway
+from ordersys.shop.gateway.context import call, command, gateway
 from ordersys.shop.gateway.models import (
     Login,
     Profile,
@@ -35,7 +35,7 @@ AUTH = responses(401, 429)
     responses=responses(409, 413, 422, 429),
 )
 async def register(body: Registration, request: Request, response: Response) -> Any:
-    reply = await call(
+    reply = await command(
         request,
         "user.create",
         email=body.email,
@@ -113,5 +113,5 @@ async def change_me(
     request: Request,
     user: Principal = Depends(current_user),  # noqa: B008
 ) -> Any:
-    await call(request, "user.update", user_id=user.subject, name=body.name)
+    await command(request, "user.update", user_id=user.subject, name=body.name)
     return await call(request, "user.get", user_id=user.subject)
