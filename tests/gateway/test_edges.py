@@ -268,7 +268,7 @@ def test_text_with_a_nul_character_is_422_and_the_read_models_go_on(
     assert read.json()["status"] == "CANCELLED"
 
 
-def test_every_text_a_client_sends_refuses_nul_in_the_document_and_at_the_gateway(
+def test_free_text_with_nul_or_only_blanks_is_refused_by_document_and_gateway(
     system: System, ann: User
 ) -> None:
     # Given the OpenAPI document's request bodies (they forbid unknown fields)
@@ -280,9 +280,13 @@ def test_every_text_a_client_sends_refuses_nul_in_the_document_and_at_the_gatewa
         for field, spec in schema["properties"].items()
         if spec.get("type") == "string" and "enum" not in spec and "format" not in spec
     }
-    # When ann changes her name to one holding U+0000
+    # When ann changes her name to one holding U+0000, then to blanks (the
+    # users service takes a name's whitespace away)
     renamed = ann.client.patch(
         "/users/me", headers=ann.headers(), json={"name": "Ann\u0000Smith"}
+    )
+    blank = ann.client.patch(
+        "/users/me", headers=ann.headers(), json={"name": "\n\u3000 "}
     )
 
     # Then every free text field has a pattern that a NUL does not match ...
@@ -295,10 +299,22 @@ def test_every_text_a_client_sends_refuses_nul_in_the_document_and_at_the_gatewa
         if pattern and not re.search(pattern, "a\u0000b@c.d")
     }
     assert refusing == set(texts)
+    # ... those the services strip of whitespace one that blanks do not match ...
+    stripped = {
+        "Registration.name",
+        "NewUser.name",
+        "ProfileChange.name",
+        "NewProduct.name",
+        "Cancellation.reason",
+    }
+    assert {f for f in stripped if not re.search(texts[f], "\t\u3000 \x1c")} == (
+        stripped
+    )
     # ... and the gateway refuses it itself, saying why
     problem = problem_of(renamed, 422, "invalid_input")
     assert fields_of(problem) == {"name"}
     assert "NUL character" in problem["detail"]
+    assert "must not be blank" in problem_of(blank, 422, "invalid_input")["detail"]
 
 
 def test_health(system: System) -> None:

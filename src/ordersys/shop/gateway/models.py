@@ -36,6 +36,27 @@ Text = Annotated[
 store it), so the gateway does too, with the same message, and its OpenAPI
 document says so with a pattern."""
 
+# Python's whitespace (what str.strip and str.split take away), spelled out:
+# ECMAScript's \s, which the OpenAPI document's pattern is read with, differs.
+_SPACE = (
+    r"\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Words = Annotated[
+    Text,
+    AfterValidator(_not_blank),
+    Field(json_schema_extra={"pattern": rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"}),
+]
+"""Free text that the services strip of whitespace (a name, a reason), which
+must hold something else."""
+
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
     return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
@@ -62,7 +83,7 @@ class Registration(BaseModel):
     )
 
     email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
-    name: Text = Field(min_length=1, max_length=100)
+    name: Words = Field(min_length=1, max_length=100)
     password: Text = Field(min_length=8, max_length=200)
 
 
@@ -131,7 +152,7 @@ class Profile(BaseModel):
 class ProfileChange(BaseModel):
     model_config = _examples({"name": "Ann Jones"})
 
-    name: Text = Field(min_length=1, max_length=100)
+    name: Words = Field(min_length=1, max_length=100)
 
 
 # -- what a write produced ----------------------------------------------------
@@ -194,7 +215,7 @@ class NewProduct(BaseModel):
     )
 
     sku: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")
-    name: Text = Field(min_length=1, max_length=200)
+    name: Words = Field(min_length=1, max_length=200)
     price_cents: int = Field(gt=0, le=100_000_000)
     currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
     stock: int = Field(0, ge=0, le=1_000_000)
@@ -271,7 +292,7 @@ class Submission(BaseModel):
 class Cancellation(BaseModel):
     model_config = _examples({"reason": "changed my mind", "expected_version": 2}, {})
 
-    reason: Text = Field("cancelled by the customer", min_length=1, max_length=500)
+    reason: Words = Field("cancelled by the customer", min_length=1, max_length=500)
     expected_version: int | None = Field(None, ge=1, le=LARGEST)
 
 
