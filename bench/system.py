@@ -185,15 +185,19 @@ class ServiceProcess:
             text=True,
             start_new_session=True,
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
+        # The log is this thread's: closed once the process's output ends,
+        # which may be after the process has exited.
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.log.write(f"[{self.label}] {line}")
-            self.log.flush()
-            if line.startswith((f"{self.label} ready", f"{self.name} ready")):
-                self.ready.set()
+        with self.log:
+            for line in self.process.stdout:
+                self.log.write(f"[{self.label}] {line}")
+                self.log.flush()
+                if line.startswith((f"{self.label} ready", f"{self.name} ready")):
+                    self.ready.set()
 
     def wait_ready(self, within: float = 90.0) -> None:
         deadline = time.monotonic() + within
@@ -210,7 +214,7 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        self.log.close()
+        self._reader.join(10)
 
 
 @dataclass
