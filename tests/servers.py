@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,6 +32,25 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def free_ports(count: int) -> int:
+    """A first port from which ``count`` ports are free (for now), all below
+    the kernel's ephemeral range: there, any process's outgoing connection may
+    take one of them before the server meant for it binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = list(range(10_000, low - count, count))
+    random.shuffle(candidates)
+    for first in candidates:
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    msg = f"no {count} free ports in a row below {low}"
+    raise RuntimeError(msg)
 
 
 def wait_for_port(port: int, within: float, what: str) -> None:

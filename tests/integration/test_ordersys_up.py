@@ -29,7 +29,7 @@ from ordersys.settings import Settings
 from ordersys.shop.system import SHOP
 from tests.conftest import TEST_DATABASE
 from tests.integration.test_transport_rabbitmq import delete_topology
-from tests.servers import PrivateRabbitMQ, free_port
+from tests.servers import PrivateRabbitMQ, free_port, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND = [sys.executable, "-m", "ordersys.shop.cli"]
@@ -94,12 +94,18 @@ class Output:
         self.lines.put(None)
 
     def until(self, marker: str, within: float) -> list[str]:
-        """The lines up to one containing ``marker`` (or to the end)."""
+        """The lines up to one containing ``marker`` (or to the end); fails,
+        showing every line so far, if none comes for ``within`` seconds."""
         seen: list[str] = []
-        while (line := self.lines.get(timeout=within)) is not None:
-            seen.append(line)
-            if marker in line:
-                break
+        try:
+            while (line := self.lines.get(timeout=within)) is not None:
+                seen.append(line)
+                if marker in line:
+                    break
+        except queue.Empty:
+            said = "".join(self.seen + seen)
+            msg = f"no line for {within:g} s while waiting for {marker!r}:\n{said}"
+            raise AssertionError(msg) from None
         self.seen += seen
         return seen
 
@@ -343,21 +349,6 @@ REPLICATED = {"orders": 2, "catalog": 2, "gateway": 2}
 STRIDE = 10  # replica n of a service: its first replica's metrics port + 10 (n - 1)
 
 
-def free_ports_from(count: int) -> int:
-    """A first port from which ``count`` ports are free (for now)."""
-    while True:
-        first = free_port()
-        if first + count > 65535:
-            continue
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-
-
 def json_lines(output: str) -> list[dict[str, Any]]:
     """The log lines among ``output`` (JSON, since it is not a terminal)."""
     found = []
@@ -402,7 +393,7 @@ def test_replicas_run_as_processes_of_their_own_and_share_the_orders(
     start_up: Start,
 ) -> None:
     # Given a first metrics port with room for the second replicas (10 above)
-    first = free_ports_from(len(SHOP.names) + STRIDE)
+    first = free_ports(len(SHOP.names) + STRIDE)
     places = {name: n for n, name in enumerate(SHOP.names)}
     # When `ordersys up` runs two of orders, catalog and the gateway, and
     # places five orders once they are ready

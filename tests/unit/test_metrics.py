@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.request
 from decimal import Decimal
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ordersys import Command, CommandBus, NotFound, Query, QueryBus
+from ordersys import Command, CommandBus, InvalidInput, NotFound, Query, QueryBus
 from ordersys.observability.metrics import (
     ProjectionCollector,
     metrics_middleware,
@@ -84,3 +85,19 @@ def test_projection_lag_is_read_when_scraped_over_http(
     labels = 'application="Bank",projection="balances"'
     assert f"ordersys_projection_lag{{{labels}}} 1.0" in page
     assert f"ordersys_projection_position{{{labels}}} 3.0" in page
+
+
+def test_a_metrics_port_in_use_is_refused_naming_the_setting() -> None:
+    # Given a port something listens on already
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        # When the metrics are to be served there, then the error says which
+        # setting to change, not a traceback of the bind
+        with pytest.raises(InvalidInput, match="ORDERSYS_METRICS_PORT") as refused:
+            serve_metrics(port, registry=CollectorRegistry())
+
+    assert f"127.0.0.1:{port}" in refused.value.message
+    assert refused.value.details == {"field": "metrics_port"}

@@ -31,6 +31,7 @@ from typing import Any
 from ordersys.application import Application
 from ordersys.bus import Next
 from ordersys.commands import Command
+from ordersys.errors import InvalidInput
 from ordersys.extras import loaded_class, needs
 from ordersys.leases import Leases
 from ordersys.messages import Message
@@ -321,8 +322,18 @@ def serve_metrics(
     port: int, host: str = "127.0.0.1", registry: CollectorRegistry | None = None
 ) -> MetricsServer:
     """Serve ``registry`` (by default the process's global one) at
-    ``http://host:port/metrics`` (port 0: any free port)."""
-    server, thread = start_http_server(port, addr=host, registry=registry or REGISTRY)
+    ``http://host:port/metrics`` (port 0: any free port); :class:`InvalidInput`
+    naming the setting if that port cannot be listened on."""
+    try:
+        server, thread = start_http_server(
+            port, addr=host, registry=registry or REGISTRY
+        )
+    except OSError as e:
+        msg = (
+            f"the metrics cannot be served on {host}:{port} ({e.strerror or e}): "
+            "choose another with ORDERSYS_METRICS_PORT (`ordersys up`: --metrics-port)"
+        )
+        raise InvalidInput(msg, field="metrics_port") from None
 
     def stop() -> None:
         server.shutdown()
