@@ -117,6 +117,9 @@ from ordersys.shop.services import SERVICES
 from ordersys.transport import Envelope
 from ordersys.transport.rabbitmq import KombuTransport
 
+# The same rule for a run of ports as the tests: below the ephemeral range.
+from tests.servers import free_ports
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "ordersys_sysbench"
 """The prefix of each run's own database: its backends are told apart by name."""
@@ -1722,7 +1725,7 @@ def replicated(replicas: int, args: argparse.Namespace) -> dict[str, Any]:
     service: one wrk per gateway, each gated to its share of the orders in
     flight."""
     run = Run(pool_size=args.pool_size, replicas=replicas)
-    run.gateway_port = free_port_range(replicas)
+    run.gateway_port = free_ports(replicas)
     settings = run.settings()
     wait_for_connections(settings, 40 * replicas, 120)
     ensure_database(settings)
@@ -1782,21 +1785,6 @@ def replicated(replicas: int, args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(gating, ignore_errors=True)
         run.stop()
         cleanup(run, settings)
-
-
-def free_port_range(count: int) -> int:
-    """The first of ``count`` consecutive free ports."""
-    for _ in range(100):
-        first = free_port()
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    msg = f"no {count} consecutive free ports"
-    raise RuntimeError(msg)
 
 
 def report_scaling(results: dict[str, Any]) -> None:

@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-PG_BIN = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
+_PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+# Imported by the benchmark too, which needs no PostgreSQL binaries of its own.
+PG_BIN = Path(_PG_BINS[-1]) if _PG_BINS else Path("/usr/lib/postgresql/bin")
 # Not /usr/sbin's wrapper: it runs the node as the rabbitmq user.
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
